@@ -1,0 +1,53 @@
+# Clinic edge: gateway + HQ. `make demo` runs the whole system locally; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv system-deps test test-unit test-integration test-e2e bench demo lint clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# System packages the tests and the demo need, installed with apt only when missing.
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# Debian starts mosquitto and postgresql as services on install; tests run their own on free ports.
+
+test: system-deps venv
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check devices gateway hq tests bench
+
+bench: system-deps venv
+	$(PY) -m bench
+
+demo: system-deps venv
+	$(PY) -m bench.demo
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .hypothesis

@@ -1,0 +1,131 @@
+"""The gateway's composition root: wires capture, outbox, uplink and the local API, and runs them
+in one asyncio TaskGroup. The only place that builds components; none of them builds another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from zoneinfo import ZoneInfo
+
+from gateway import wire
+from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
+from gateway.config import GatewayConfig
+from gateway.local_api import LocalApi
+from gateway.mqttlink import LinkSettings, MqttLink, TlsSettings, Will
+from gateway.outbox import Outbox
+from gateway.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+
+def software_version() -> str:
+    try:
+        return version("clinic-edge")
+    except PackageNotFoundError:
+        return "dev"
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    outbox: Outbox
+    link: MqttLink
+    uplink: Uplink
+    devices: dict[str, DeviceHealth] = field(default_factory=dict)
+    serial_sources: list[SerialSource] = field(default_factory=list)
+    tcp_sources: list[TcpSource] = field(default_factory=list)
+    started_ms: int = field(default_factory=clock_ms)
+    local_api: LocalApi | None = None
+
+    async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
+        backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
+        return wire.Status(
+            state=state,
+            clinic_id=self.config.gateway.clinic_id,
+            time_ms=clock_ms(),
+            software=software_version(),
+            started_ms=self.started_ms,
+            backlog={lane: b for lane, b in backlog.items() if b.count or lane <= wire.Lane.VITALS},
+            devices=[
+                wire.DeviceStatus(h.device_id, h.protocol, h.source, h.state, h.last_byte_ms)
+                for h in self.devices.values()
+            ],
+        )
+
+
+def _link_settings(config: GatewayConfig) -> LinkSettings:
+    m = config.mqtt
+    password = m.password_file.read_text().strip() if m.password_file else None
+    tls = TlsSettings(str(m.ca_file), m.cert_file and str(m.cert_file), m.key_file and str(m.key_file)) \
+        if m.ca_file else None
+    return LinkSettings(host=m.host, port=m.port, client_id=config.gateway.id, keepalive_s=m.keepalive_s,
+                        username=m.username, password=password, tls=tls)
+
+
+def build(config: GatewayConfig) -> Gateway:
+    g = config.gateway
+    outbox = Outbox(config.outbox_path, g.id)
+    offline = wire.Status(wire.GatewayState.OFFLINE, g.clinic_id, 0, software_version())
+    link = MqttLink(_link_settings(config), will=Will(wire.status_topic(g.id), wire.encode_status(offline)))
+    uplink = Uplink(
+        outbox, link, gateway_id=g.id, clinic_id=g.clinic_id,
+        batch_max_records=config.outbox.batch_max_records,
+        max_inflight_batches=config.outbox.max_inflight_batches,
+        ack_timeout_s=config.outbox.ack_timeout_s, heartbeat_s=config.status.heartbeat_s,
+    )
+    gw = Gateway(config, outbox, link, uplink)
+    uplink.set_status_source(gw.status)
+    link.set_handlers(subscriptions=uplink.subscriptions, on_message=uplink.on_message,
+                      on_connect=uplink.on_connect, on_disconnect=uplink.on_disconnect)
+
+    def on_state(_health: DeviceHealth) -> None:
+        uplink.status_changed()
+
+    default_tz = ZoneInfo(g.timezone)
+    for dev in config.serial:
+        tz = ZoneInfo(dev.timezone) if dev.timezone else default_tz
+        health = DeviceHealth(dev.device_id, str(dev.protocol), dev.port)
+        gw.devices[dev.device_id] = health
+        session = DeviceSession(health, make_decoder(dev.protocol, dev.device_id, tz), outbox.append, on_state,
+                                dev.patient_id)
+        gw.serial_sources.append(SerialSource(dev.port, dev.baudrate, session,
+                                              silent_after_s=dev.silent_after_s, send_replies=dev.send_acks))
+    for listener in config.tcp:
+        tz = ZoneInfo(listener.timezone) if listener.timezone else default_tz
+        gw.tcp_sources.append(TcpSource(listener.host, listener.port, listener.device_id, listener.protocol, tz,
+                                        outbox.append, on_state, gw.devices))
+    if config.http.port:
+        gw.local_api = LocalApi(gw, config.http.host, config.http.port)
+    return gw
+
+
+async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly."""
+    gw = build(config)
+    await gw.outbox.open()
+    log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
+             config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
+             gw.outbox.next_seq)
+    stop = stop or asyncio.Event()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(gw.link.run()), tg.create_task(gw.uplink.run())]
+            tasks += [tg.create_task(s.run()) for s in gw.serial_sources]
+            tasks += [tg.create_task(s.run()) for s in gw.tcp_sources]
+            if gw.local_api is not None:
+                await gw.local_api.start()
+            await stop.wait()
+            log.info("gateway %s stopping", config.gateway.id)
+            offline = wire.encode_status(await gw.status(wire.GatewayState.OFFLINE))
+            await gw.link.close(final=[(wire.status_topic(config.gateway.id), offline, True)])
+            for t in tasks:
+                t.cancel()
+    finally:
+        if gw.local_api is not None:
+            with contextlib.suppress(Exception):
+                await gw.local_api.stop()
+        await gw.outbox.close()

@@ -1,0 +1,157 @@
+"""The gateway's configuration: one TOML file, validated at start (see `gateway.tomlconfig`).
+
+Every setting has a documented default; `python -m gateway --check-config` validates a file.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.wire import valid_gateway_id
+
+
+class Protocol(enum.StrEnum):
+    HL7 = "hl7"
+    MASIMO = "masimo"
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+def check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time zone {name!r} is not a known IANA zone (e.g. 'Asia/Shanghai', 'UTC')") from None
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    id: str = field(default="gateway-1", metadata=_doc(
+        "This gateway's id: unique in the fleet, letters, digits, '-', '_', '.'; the MQTT client id and "
+        "topic prefix (clinic/<id>/...)."))
+    clinic_id: str = field(default="clinic-1", metadata=_doc("The clinic this gateway belongs to."))
+    data_dir: Path = field(default=Path("/var/lib/clinic-gateway"), metadata=_doc(
+        "Where the outbox database lives."))
+    timezone: str = field(default="UTC", metadata=_doc(
+        "Default time zone of device clocks, for device times without a UTC offset."))
+
+    def __post_init__(self) -> None:
+        if not valid_gateway_id(self.id):
+            raise ValueError(f"id {self.id!r} must be 1-64 letters, digits, '-', '_' or '.'")
+        if not valid_gateway_id(self.clinic_id):
+            raise ValueError(f"clinic_id {self.clinic_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
+        check_zone(self.timezone)
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = field(default="127.0.0.1", metadata=_doc("MQTT broker host."))
+    port: int = field(default=1883, metadata=_doc("MQTT broker port (8883 for TLS)."))
+    keepalive_s: int = field(default=30, metadata=_doc(
+        "MQTT keep-alive; the broker publishes the last will after 1.5x this without traffic."))
+    username: str | None = field(default=None, metadata=_doc("Broker user name, if the broker wants one."))
+    password_file: Path | None = field(default=None, metadata=_doc(
+        "File holding the broker password (secrets never go on the command line or in this file)."))
+    ca_file: Path | None = field(default=None, metadata=_doc("CA bundle to verify the broker (enables TLS)."))
+    cert_file: Path | None = field(default=None, metadata=_doc("This gateway's client certificate (mTLS)."))
+    key_file: Path | None = field(default=None, metadata=_doc("Private key of the client certificate."))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} must be 1-65535")
+        if not 5 <= self.keepalive_s <= 3600:
+            raise ValueError(f"keepalive_s {self.keepalive_s} must be 5-3600")
+
+
+@dataclass(frozen=True)
+class OutboxSection:
+    path: Path | None = field(default=None, metadata=_doc(
+        "Outbox SQLite file; default <gateway.data_dir>/outbox.db."))
+    batch_max_records: int = field(default=500, metadata=_doc("Most readings in one MQTT message."))
+    max_inflight_batches: int = field(default=8, metadata=_doc(
+        "Batches sent but not yet confirmed by HQ, at most."))
+    ack_timeout_s: float = field(default=15.0, metadata=_doc(
+        "Resend a batch HQ has not confirmed within this time."))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_max_records <= 20000:
+            raise ValueError(f"batch_max_records {self.batch_max_records} must be 1-20000")
+        if not 1 <= self.max_inflight_batches <= 256:
+            raise ValueError(f"max_inflight_batches {self.max_inflight_batches} must be 1-256")
+        if self.ack_timeout_s <= 0:
+            raise ValueError("ack_timeout_s must be positive")
+
+
+@dataclass(frozen=True)
+class StatusSection:
+    heartbeat_s: float = field(default=10.0, metadata=_doc(
+        "How often the gateway publishes its status (backlog, devices) to HQ."))
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    host: str = field(default="127.0.0.1", metadata=_doc("Address of the local API (/healthz, /metrics)."))
+    port: int = field(default=8081, metadata=_doc("Port of the local API; 0 disables it."))
+
+
+@dataclass(frozen=True)
+class SerialDevice:
+    port: str = field(metadata=_doc("Serial device path, e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."))
+    protocol: Protocol = field(metadata=_doc("Device protocol: 'hl7' (PCD-01/PCD-04) or 'masimo'."))
+    device_id: str = field(metadata=_doc("Id of the device, as shown at HQ."))
+    baudrate: int = field(default=9600, metadata=_doc("Line speed."))
+    timezone: str | None = field(default=None, metadata=_doc(
+        "Time zone of this device's clock; default gateway.timezone."))
+    silent_after_s: float = field(default=15.0, metadata=_doc(
+        "Report the device silent after this long without a byte."))
+    send_acks: bool = field(default=False, metadata=_doc("Write HL7 ACKs back to the device."))
+    patient_id: str | None = field(default=None, metadata=_doc(
+        "Patient linked to this device (bedside assignment), used when the device's data names none."))
+
+    def __post_init__(self) -> None:
+        if self.timezone is not None:
+            check_zone(self.timezone)
+        if self.silent_after_s <= 0:
+            raise ValueError("silent_after_s must be positive")
+
+
+@dataclass(frozen=True)
+class TcpListener:
+    port: int = field(metadata=_doc("TCP port to listen on for MLLP (HL7) connections, e.g. 2575."))
+    device_id: str = field(metadata=_doc(
+        "Id prefix of devices connecting here; the peer address is appended (id@address)."))
+    host: str = field(default="0.0.0.0", metadata=_doc("Address to listen on."))
+    protocol: Protocol = field(default=Protocol.HL7, metadata=_doc("Protocol spoken by connecting devices."))
+    timezone: str | None = field(default=None, metadata=_doc("Device clock time zone; default gateway.timezone."))
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port {self.port} must be 0-65535")
+        if self.timezone is not None:
+            check_zone(self.timezone)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    outbox: OutboxSection = field(default_factory=OutboxSection)
+    status: StatusSection = field(default_factory=StatusSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    serial: list[SerialDevice] = field(default_factory=list, metadata=_doc("[[serial]] devices."))
+    tcp: list[TcpListener] = field(default_factory=list, metadata=_doc("[[tcp]] MLLP listeners."))
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.gateway.data_dir / "outbox.db"
+
+    def __post_init__(self) -> None:
+        ids = [d.device_id for d in self.serial] + [t.device_id for t in self.tcp]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(dupes)}")

@@ -1,0 +1,101 @@
+"""The gateway's local HTTP API on the clinic LAN: health (/healthz), Prometheus metrics (/metrics)
+and a JSON status (/api/v1/status). The staff screen comes later; this is the operator's view.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.prometheus import Metric, render
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+
+class LocalApi:
+    def __init__(self, gateway: Gateway, host: str, port: int) -> None:
+        self.gateway = gateway
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/api/v1/status", self.status)
+        self.app = app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        problems = []
+        if not self.gateway.link.is_connected:
+            problems.append("not connected to the MQTT broker (data is buffered in the outbox)")
+        problems += [f"device {h.device_id} is {h.state}" for h in self.gateway.devices.values()
+                     if h.state in ("silent", "disconnected")]
+        body = {"status": "ok" if not problems else "degraded", "problems": problems}
+        # Buffering while HQ is away is normal operation: only a dead outbox would be a 503.
+        return web.json_response(body, status=200)
+
+    async def status(self, request: web.Request) -> web.Response:
+        status = await self.gateway.status()
+        return web.Response(body=json.dumps({
+            "gateway_id": self.gateway.config.gateway.id,
+            "clinic_id": status.clinic_id,
+            "connected": self.gateway.link.is_connected,
+            "backlog": {lane.name.lower(): {"count": b.count, "oldest_ms": b.oldest_ms}
+                        for lane, b in status.backlog.items()},
+            "devices": [
+                {"device_id": d.device_id, "protocol": d.protocol, "source": d.source, "state": d.state,
+                 "last_ms": d.last_ms} for d in status.devices],
+            "drain_rate_per_s": self.gateway.uplink.drain_rate_per_s(),
+        }), content_type="application/json")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        gw = self.gateway
+        backlog = await gw.outbox.backlog()
+        now_ms = time.time_ns() // 1_000_000
+        s = gw.uplink.stats
+        devices = gw.devices.values()
+        metrics = [
+            Metric("gateway_outbox_depth", "gauge", "Entries waiting for HQ to commit them, per lane.",
+                   {(("lane", lane.name.lower()),): b.count for lane, b in backlog.items()}),
+            Metric("gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest waiting entry, per lane.",
+                   {(("lane", lane.name.lower()),): (now_ms - b.oldest_ms) / 1000 if b.oldest_ms else 0
+                    for lane, b in backlog.items()}),
+            Metric.single("gateway_outbox_appended_total", "counter", "Entries committed to the outbox.",
+                          gw.outbox.appended_total),
+            Metric.single("gateway_outbox_commits_total", "counter", "Outbox transactions (fsyncs).",
+                          gw.outbox.commits_total),
+            Metric.single("gateway_uplink_batches_sent_total", "counter", "Batches published.", s.batches_sent),
+            Metric.single("gateway_uplink_records_sent_total", "counter", "Records published (incl. resends).",
+                          s.records_sent),
+            Metric.single("gateway_uplink_records_acked_total", "counter", "Records HQ confirmed committed.",
+                          s.records_acked),
+            Metric.single("gateway_uplink_ack_timeouts_total", "counter", "Lanes resent after no ack.",
+                          s.ack_timeouts),
+            Metric.single("gateway_uplink_drain_rate", "gauge", "Records confirmed per second (30 s window).",
+                          gw.uplink.drain_rate_per_s()),
+            Metric.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
+                          1 if gw.link.is_connected else 0),
+            Metric.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",
+                          gw.link.connects),
+            Metric("gateway_device_up", "gauge", "1 when the device sends data.",
+                   {(("device", d.device_id),): 1 if d.state == "ok" else 0 for d in devices}),
+            Metric("gateway_device_records_total", "counter", "Records decoded per device.",
+                   {(("device", d.device_id),): d.records_total for d in devices}),
+            Metric("gateway_device_rejected_frames_total", "counter", "Frames rejected per device.",
+                   {(("device", d.device_id),): d.errors_total for d in devices}),
+        ]
+        return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,409 @@
+"""The one MQTT connection wrapper: paho-mqtt (MQTT v5) driven from the asyncio event loop.
+
+It owns the reconnect loop (exponential backoff with jitter), resubscribes on every connect,
+bounds paho's queue and turns PUBACK reason codes into awaitable results. It does not know
+what messages mean: that is `gateway.wire` (the contract) and the uplink / HQ ingest (the use).
+HQ imports this module too: it is the transport half of the wire contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+class MqttError(Exception):
+    """Root of this module's errors."""
+
+
+class NotConnected(MqttError):
+    """The link is down; the caller keeps its data and tries again after reconnect."""
+
+
+class PublishRefused(MqttError):
+    """The broker answered a publish with a failure reason code (e.g. 135, not authorised)."""
+
+    def __init__(self, topic: str, reason: ReasonCode) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(f"broker refused publish to {topic!r}: {reason} ({reason.value})")
+
+
+class QueueFull(MqttError):
+    """paho's bounded queue is full: the caller must wait (backpressure)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    host: str
+    port: int
+    client_id: str
+    keepalive_s: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    connect_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 5.0
+    max_inflight: int = 64
+    max_queued: int = 1000
+    username: str | None = None
+    password: str | None = None
+    tls: TlsSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+MessageHandler = Callable[[Message], None]
+ConnectHandler = Callable[[], None]
+
+
+def backoff_delays(initial_s: float, max_s: float, rng: random.Random) -> Any:
+    """Exponential backoff with full jitter on top of a floor, so a fleet does not reconnect in lockstep."""
+    delay = initial_s
+    while True:
+        yield delay / 2 + rng.uniform(0, delay / 2)
+        delay = min(max_s, delay * 2)
+
+
+class MqttLink:
+    """A long-lived MQTT v5 session. `run()` keeps it connected until cancelled.
+
+    Each connection attempt uses a fresh paho client, so nothing paho queued for a dead
+    connection is replayed behind our back: callers (the outbox) own redelivery. The broker-side
+    session persists (clean_start=False, session expiry) so downlink QoS 1 messages queued while
+    we were away still arrive.
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        *,
+        subscriptions: list[tuple[str, int]] | None = None,
+        on_message: MessageHandler | None = None,
+        on_connect: ConnectHandler | None = None,
+        on_disconnect: ConnectHandler | None = None,
+        will: Will | None = None,
+    ) -> None:
+        self.settings = settings
+        self._subscriptions = list(subscriptions or [])
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._will = will
+        self._client: paho.Client | None = None
+        self._pending: dict[int, tuple[str, asyncio.Future[None]]] = {}
+        self._connected = asyncio.Event()
+        self._lost: asyncio.Event = asyncio.Event()
+        self._connack: asyncio.Future[ReasonCode] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rng = random.Random()
+        self._closing = False
+        self.connects = 0
+        self.disconnects = 0
+
+    # ---- public API -------------------------------------------------------------------
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        async with asyncio.timeout(timeout_s):
+            await self._connected.wait()
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+        properties: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish and, for QoS 1, wait for the PUBACK. Raises NotConnected, QueueFull, PublishRefused."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
+        props = _publish_properties(properties) if properties else None
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            raise QueueFull(f"MQTT client queue full ({self.settings.max_queued} messages)")
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            raise NotConnected("connection lost while publishing")
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+        if qos == 0:
+            return
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._pending[info.mid] = (topic, fut)
+        await fut
+
+    def set_handlers(
+        self,
+        *,
+        subscriptions: list[tuple[str, int]],
+        on_message: MessageHandler | None = None,
+        on_connect: ConnectHandler | None = None,
+        on_disconnect: ConnectHandler | None = None,
+    ) -> None:
+        """Attach the link's user after construction (the user usually needs the link itself)."""
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+
+    def add_subscription(self, topic: str, qos: int = 1) -> None:
+        self._subscriptions.append((topic, qos))
+        if self._client is not None and self._connected.is_set():
+            self._client.subscribe(topic, qos=qos)
+
+    async def close(self, final: list[tuple[str, bytes, bool]] | None = None, timeout_s: float = 2.0) -> None:
+        """Publish `final` messages (topic, payload, retain), then disconnect cleanly."""
+        self._closing = True
+        client = self._client
+        if client is not None and self._connected.is_set():
+            for topic, payload, retain in final or []:
+                with contextlib.suppress(MqttError, TimeoutError):
+                    await asyncio.wait_for(self.publish(topic, payload, retain=retain), timeout_s)
+            client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout_s)
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with backoff; returns only when cancelled or closed."""
+        self._loop = asyncio.get_running_loop()
+        delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s, self._rng)
+        try:
+            while not self._closing:
+                if await self._connect_once():
+                    delays = backoff_delays(
+                        self.settings.backoff_initial_s, self.settings.backoff_max_s, self._rng
+                    )
+                    await self._serve_connection()
+                if self._closing:
+                    break
+                await asyncio.sleep(next(delays))
+        finally:
+            self._teardown()
+
+    # ---- connection lifecycle ---------------------------------------------------------
+    def _new_client(self) -> paho.Client:
+        s = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(s.max_queued)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=s.tls.ca_file)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if s.tls.cert_file:
+                ctx.load_cert_chain(s.tls.cert_file, s.tls.key_file)
+            client.tls_set_context(ctx)
+        if self._will is not None:
+            client.will_set(self._will.topic, self._will.payload, qos=self._will.qos, retain=self._will.retain)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._socket_register_write
+        client.on_socket_unregister_write = self._socket_unregister_write
+        return client
+
+    async def _connect_once(self) -> bool:
+        assert self._loop is not None
+        s = self.settings
+        client = self._new_client()
+        self._client = client
+        self._lost = asyncio.Event()
+        self._connack = self._loop.create_future()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = s.session_expiry_s
+        try:
+            # paho's connect() does a blocking TCP (and TLS) handshake: keep it off the loop.
+            async with asyncio.timeout(s.connect_timeout_s):
+                await self._loop.run_in_executor(
+                    None,
+                    lambda: client.connect(
+                        s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
+                    ),
+                )
+                reason = await self._connack
+        except (OSError, TimeoutError, ssl.SSLError, socket.gaierror) as exc:
+            log.warning("mqtt connect to %s:%s failed: %s", s.host, s.port, exc or type(exc).__name__)
+            self._drop_client()
+            return False
+        if reason.is_failure:
+            log.warning("mqtt broker %s:%s refused connection: %s", s.host, s.port, reason)
+            self._drop_client()
+            return False
+        return True
+
+    async def _serve_connection(self) -> None:
+        client = self._client
+        assert client is not None
+        self.connects += 1
+        for topic, qos in self._subscriptions:
+            client.subscribe(topic, qos=qos)
+        self._connected.set()
+        log.info("mqtt connected to %s:%s as %s", self.settings.host, self.settings.port, self.settings.client_id)
+        if self._on_connect is not None:
+            self._on_connect()
+        try:
+            while not self._lost.is_set():
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._lost.wait()
+                if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._lost.is_set():
+                    self._lost.set()
+        finally:
+            self._connected.clear()
+            self.disconnects += 1
+            self._fail_pending(NotConnected("connection lost before the broker acknowledged"))
+            self._drop_client()
+            if self._on_disconnect is not None:
+                self._on_disconnect()
+
+    def _drop_client(self) -> None:
+        client = self._client
+        self._client = None
+        if client is None:
+            return
+        sock = client.socket()
+        if sock is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock)
+                self._loop.remove_writer(sock)
+        with contextlib.suppress(Exception):
+            client.disconnect()
+        with contextlib.suppress(Exception):
+            if sock is not None:
+                sock.close()
+
+    def _teardown(self) -> None:
+        self._connected.clear()
+        self._fail_pending(NotConnected("link closed"))
+        self._drop_client()
+
+    def _fail_pending(self, exc: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for _topic, fut in pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    # ---- paho callbacks (run on the event loop, except socket_open during connect) ----
+    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.add_reader, sock, self._read_ready, client)
+
+    def _read_ready(self, client: paho.Client) -> None:
+        if client is self._client:
+            client.loop_read()
+
+    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._remove_socket, sock)
+        if client is self._client:
+            self._loop.call_soon_threadsafe(self._lost.set)
+
+    def _remove_socket(self, sock: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+
+    def _socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.add_writer, sock, self._write_ready, client)
+
+    def _write_ready(self, client: paho.Client) -> None:
+        if client is self._client:
+            client.loop_write()
+
+    def _socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._remove_writer, sock)
+
+    def _remove_writer(self, sock: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(sock)
+
+    def _handle_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(reason)
+
+    def _handle_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
+        if client is self._client:
+            if not self._closing:
+                log.warning("mqtt disconnected from %s:%s: %s", self.settings.host, self.settings.port, reason)
+            self._lost.set()
+
+    def _handle_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
+    ) -> None:
+        entry = self._pending.pop(mid, None)
+        if entry is None or entry[1].done():
+            return
+        topic, fut = entry
+        if reason.is_failure:
+            fut.set_exception(PublishRefused(topic, reason))
+        else:
+            fut.set_result(None)
+
+    def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self._on_message is None:
+            return
+        props: dict[str, Any] = {}
+        if msg.properties is not None:
+            props = msg.properties.json()
+        try:
+            self._on_message(Message(msg.topic, msg.payload, bool(msg.retain), props))
+        except Exception:
+            log.exception("mqtt message handler failed for topic %s", msg.topic)
+
+
+def _publish_properties(values: dict[str, Any]) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props

@@ -1,0 +1,325 @@
+"""The contract between gateways and HQ: MQTT topic names, payload schemas, version and encoding.
+
+This is the only gateway module (with its transport, `gateway.mqttlink`) that HQ imports.
+Pure: no I/O. Every decode function raises `WireError` naming the field that was wrong.
+
+Topics (all under the gateway's own prefix, so the broker ACL `clinic/%u/#` confines a gateway):
+
+    clinic/{gateway_id}/up/data      gateway -> HQ  QoS 1      Batch of outbox entries (one lane)
+    clinic/{gateway_id}/up/status    gateway -> HQ  QoS 1, retained; birth/heartbeat, and the
+                                                    last will ("offline") set at connect
+    clinic/{gateway_id}/down/ack     HQ -> gateway  QoS 1      Ack: seq ranges HQ has committed
+
+Batch payload: 1 version byte (`BATCH_VERSION`) + zlib-compressed JSON
+    {"gw": str, "clinic": str, "lane": int, "sent_ms": int,
+     "rows": [[seq, kind, metric, value, unit, time_ms, recv_ms, patient_id, device_id, extra], ...]}
+with kind one of "observation" | "alarm" | "waveform" | "gap" | "event", times as Unix milliseconds
+(UTC), `time_ms` the source's own time and `recv_ms` the gateway's receive time, and `extra` null
+or an object (alarm details, waveform samples, gap details).
+Status and ack payloads are plain JSON objects with a "v" version field.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+BATCH_VERSION = 1
+TOPIC_ROOT = "clinic"
+MAX_BATCH_BYTES = 256 * 1024
+
+
+class WireError(ValueError):
+    """A payload or topic does not follow this contract."""
+
+
+class Lane(enum.IntEnum):
+    """Outbox priority lanes, highest priority first (lower value drains first)."""
+
+    ALARM = 0  # alarms and emergency signalling
+    CONSULT = 1  # consultation events
+    VITALS = 2  # live vitals
+    BACKLOG = 3  # vitals older than the live window
+    BULK = 4  # recordings, imaging
+
+
+class GatewayState(enum.StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+# ---- topics -------------------------------------------------------------------------------
+def data_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/up/data"
+
+
+def status_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/up/status"
+
+
+def ack_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/down/ack"
+
+
+HQ_DATA_SUBSCRIPTION = f"$share/hq-ingest/{TOPIC_ROOT}/+/up/data"
+HQ_STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/up/status"
+
+
+def gateway_of_topic(topic: str) -> str:
+    """The gateway id in a `clinic/{gateway_id}/...` topic."""
+    parts = topic.split("/")
+    if len(parts) < 4 or parts[0] != TOPIC_ROOT or not parts[1]:
+        raise WireError(f"topic {topic!r} is not of the form {TOPIC_ROOT}/<gateway_id>/<up|down>/<kind>")
+    return parts[1]
+
+
+def valid_gateway_id(gateway_id: str) -> bool:
+    return bool(gateway_id) and all(c.isalnum() or c in "-_." for c in gateway_id) and len(gateway_id) <= 64
+
+
+# ---- batches ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WireRecord:
+    seq: int
+    kind: str
+    metric: str
+    value: float | None
+    unit: str | None
+    time_ms: int
+    recv_ms: int
+    patient_id: str | None
+    device_id: str
+    extra: dict[str, Any] | None = None
+
+    def row(self) -> list[Any]:
+        return [self.seq, self.kind, self.metric, self.value, self.unit, self.time_ms, self.recv_ms,
+                self.patient_id, self.device_id, self.extra]
+
+
+KINDS = frozenset({"observation", "alarm", "waveform", "gap", "event"})
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    gateway_id: str
+    clinic_id: str
+    lane: Lane
+    sent_ms: int
+    records: list[WireRecord] = field(default_factory=list)
+
+    @property
+    def first_seq(self) -> int:
+        return self.records[0].seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.records[-1].seq
+
+
+def encode_batch(batch: Batch) -> bytes:
+    if not batch.records:
+        raise WireError("a batch must hold at least one record")
+    doc = {
+        "gw": batch.gateway_id,
+        "clinic": batch.clinic_id,
+        "lane": int(batch.lane),
+        "sent_ms": batch.sent_ms,
+        "rows": [r.row() for r in batch.records],
+    }
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return bytes([BATCH_VERSION]) + zlib.compress(body, 1)
+
+
+def decode_batch(payload: bytes) -> Batch:
+    if not payload:
+        raise WireError("empty batch payload")
+    if payload[0] != BATCH_VERSION:
+        raise WireError(f"batch version {payload[0]} not supported; expected {BATCH_VERSION}")
+    try:
+        body = zlib.decompressobj().decompress(payload[1:], 64 * MAX_BATCH_BYTES)
+        doc = json.loads(body)
+    except (zlib.error, ValueError) as exc:
+        raise WireError(f"batch body is not zlib-compressed JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise WireError("batch body must be a JSON object")
+    gw = _field(doc, "gw", str)
+    clinic = _field(doc, "clinic", str)
+    lane_value = _field(doc, "lane", int)
+    try:
+        lane = Lane(lane_value)
+    except ValueError as exc:
+        raise WireError(f"batch field 'lane' = {lane_value} is not a known lane (0-4)") from exc
+    sent_ms = _field(doc, "sent_ms", int)
+    rows = _field(doc, "rows", list)
+    if not rows:
+        raise WireError("batch field 'rows' is empty; expected at least one record")
+    records = [_decode_row(i, row) for i, row in enumerate(rows)]
+    for prev, cur in itertools.pairwise(records):
+        if cur.seq <= prev.seq:
+            raise WireError(f"batch rows not in increasing seq order at seq {cur.seq}")
+    return Batch(gw, clinic, lane, sent_ms, records)
+
+
+def _decode_row(index: int, row: Any) -> WireRecord:
+    where = f"batch row {index}"
+    if not isinstance(row, list) or len(row) != 10:
+        raise WireError(f"{where}: expected a list of 10 fields, got {type(row).__name__}")
+    seq, kind, metric, value, unit, time_ms, recv_ms, patient_id, device_id, extra = row
+    if not isinstance(seq, int) or seq < 1:
+        raise WireError(f"{where}: seq {seq!r} is not a positive integer")
+    if kind not in KINDS:
+        raise WireError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
+    if not isinstance(metric, str) or not metric:
+        raise WireError(f"{where}: metric must be a non-empty string")
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
+        raise WireError(f"{where}: value {value!r} is not a finite number or null")
+    if unit is not None and not isinstance(unit, str):
+        raise WireError(f"{where}: unit must be a string or null")
+    for name, t in (("time_ms", time_ms), ("recv_ms", recv_ms)):
+        if not isinstance(t, int) or isinstance(t, bool):
+            raise WireError(f"{where}: {name} {t!r} is not an integer (Unix milliseconds)")
+    if patient_id is not None and not isinstance(patient_id, str):
+        raise WireError(f"{where}: patient_id must be a string or null")
+    if not isinstance(device_id, str):
+        raise WireError(f"{where}: device_id must be a string")
+    if extra is not None and not isinstance(extra, dict):
+        raise WireError(f"{where}: extra must be an object or null")
+    return WireRecord(seq, kind, metric, None if value is None else float(value), unit, time_ms, recv_ms,
+                      patient_id, device_id, extra)
+
+
+# ---- acks ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """HQ committed these ranges (inclusive, per lane). `committed_seq` is the highest seq HQ holds."""
+
+    ranges: list[tuple[Lane, int, int]]
+    committed_seq: int
+    hq_ms: int
+
+
+def encode_ack(ack: Ack) -> bytes:
+    doc = {"v": PROTOCOL_VERSION, "ranges": [[int(lane), a, b] for lane, a, b in ack.ranges],
+           "committed_seq": ack.committed_seq, "hq_ms": ack.hq_ms}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_ack(payload: bytes) -> Ack:
+    doc = _json_object(payload, "ack")
+    ranges_raw = _field(doc, "ranges", list)
+    ranges: list[tuple[Lane, int, int]] = []
+    for item in ranges_raw:
+        if (not isinstance(item, list) or len(item) != 3
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in item)):
+            raise WireError(f"ack range {item!r} is not [lane, first_seq, last_seq]")
+        lane_value, first, last = item
+        try:
+            lane = Lane(lane_value)
+        except ValueError as exc:
+            raise WireError(f"ack range lane {lane_value} is not a known lane") from exc
+        if first > last:
+            raise WireError(f"ack range {item!r} has first_seq > last_seq")
+        ranges.append((lane, first, last))
+    return Ack(ranges, _field(doc, "committed_seq", int), _field(doc, "hq_ms", int))
+
+
+# ---- status (birth, heartbeat, last will) -------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LaneBacklog:
+    count: int
+    oldest_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    device_id: str
+    protocol: str
+    source: str
+    state: str  # "ok" | "silent" | "disconnected"
+    last_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    state: GatewayState
+    clinic_id: str
+    time_ms: int
+    software: str = ""
+    started_ms: int | None = None
+    backlog: dict[Lane, LaneBacklog] = field(default_factory=dict)
+    devices: list[DeviceStatus] = field(default_factory=list)
+
+    @property
+    def backlog_total(self) -> int:
+        return sum(b.count for b in self.backlog.values())
+
+
+def encode_status(status: Status) -> bytes:
+    doc: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "state": str(status.state),
+        "clinic": status.clinic_id,
+        "time_ms": status.time_ms,
+        "software": status.software,
+        "started_ms": status.started_ms,
+        "backlog": {lane.name.lower(): [b.count, b.oldest_ms] for lane, b in status.backlog.items()},
+        "devices": [[d.device_id, d.protocol, d.source, d.state, d.last_ms] for d in status.devices],
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_status(payload: bytes) -> Status:
+    doc = _json_object(payload, "status")
+    state_value = _field(doc, "state", str)
+    try:
+        state = GatewayState(state_value)
+    except ValueError as exc:
+        raise WireError(f"status field 'state' = {state_value!r}; expected 'online' or 'offline'") from exc
+    backlog: dict[Lane, LaneBacklog] = {}
+    for name, pair in (doc.get("backlog") or {}).items():
+        try:
+            lane = Lane[name.upper()]
+        except KeyError as exc:
+            raise WireError(f"status backlog lane {name!r} is not a known lane") from exc
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise WireError(f"status backlog for {name!r} must be [count, oldest_ms]")
+        backlog[lane] = LaneBacklog(int(pair[0]), None if pair[1] is None else int(pair[1]))
+    devices = []
+    for d in doc.get("devices") or []:
+        if not isinstance(d, list) or len(d) != 5:
+            raise WireError(f"status device entry {d!r} must be [id, protocol, source, state, last_ms]")
+        devices.append(DeviceStatus(str(d[0]), str(d[1]), str(d[2]), str(d[3]), d[4]))
+    started = doc.get("started_ms")
+    return Status(state, _field(doc, "clinic", str), _field(doc, "time_ms", int),
+                  str(doc.get("software", "")), started if isinstance(started, int) else None, backlog, devices)
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        raise WireError(f"{what} payload is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise WireError(f"{what} payload must be a JSON object")
+    version = doc.get("v")
+    if version != PROTOCOL_VERSION:
+        raise WireError(f"{what} payload version {version!r} not supported; expected {PROTOCOL_VERSION}")
+    return doc
+
+
+def _field(doc: dict[str, Any], name: str, typ: type) -> Any:
+    if name not in doc:
+        raise WireError(f"missing field {name!r}")
+    value = doc[name]
+    if (typ is int and isinstance(value, bool)) or not isinstance(value, typ):
+        raise WireError(f"field {name!r} = {value!r} is not of type {typ.__name__}")
+    return value

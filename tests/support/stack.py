@@ -1,0 +1,197 @@
+"""The whole system as real processes: Mosquitto, HQ, gateways, pty pairs (socat) and device
+simulators. Used by the end-to-end tests, the benchmarks and `make demo`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.mosquitto import Mosquitto
+from tests.support.ports import free_port, wait_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SimulatedDevice:
+    device_id: str
+    protocol: str  # "hl7" | "masimo"
+    patient_id: str
+    rate: float = 1.0
+    transport: str = "serial"  # "serial" (a pty pair) | "tcp" (MLLP to the gateway's listener)
+    seed: int = 1
+    alarm_every_s: float | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GatewaySpec:
+    gateway_id: str
+    clinic_id: str
+    devices: list[SimulatedDevice]
+    heartbeat_s: float = 5.0
+    timezone: str = "UTC"
+
+
+class Stack:
+    def __init__(self, workdir: Path | None = None, *, hq_port: int | None = None, db_url: str | None = None,
+                 log_to_console: bool = False) -> None:
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="clinic-stack-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.hq_port = hq_port or free_port()
+        self.db_url = db_url or f"sqlite:///{self.dir / 'hq.db'}"
+        self.broker = Mosquitto()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_to_console = log_to_console
+        self.gateway_configs: dict[str, Path] = {}
+        self.tcp_ports: dict[str, int] = {}
+
+    # ---- processes ------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        out = None if self.log_to_console else open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 15) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def log(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ---- components -----------------------------------------------------------------------
+    def start_broker(self) -> None:
+        self.broker.start()
+
+    def hq_config_text(self) -> str:
+        return (
+            f'[database]\nurl = "{self.db_url}"\n'
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n'
+            f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
+        )
+
+    def start_hq(self) -> None:
+        path = self.dir / "hq.toml"
+        path.write_text(self.hq_config_text())
+        self._spawn("hq", [sys.executable, "-m", "hq", "serve", "--config", str(path)])
+        wait_port("127.0.0.1", self.hq_port, timeout_s=30)
+
+    @property
+    def hq_url(self) -> str:
+        return f"http://127.0.0.1:{self.hq_port}"
+
+    def pty_pair(self, name: str) -> tuple[Path, Path]:
+        """(gateway side, simulator side) of a socat pty pair."""
+        a, b = self.dir / f"tty-{name}", self.dir / f"tty-{name}-sim"
+        self._spawn(f"socat-{name}", ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"])
+        deadline = time.monotonic() + 10
+        while not (a.exists() and b.exists()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"socat did not create {a} and {b}")
+            time.sleep(0.02)
+        return a, b
+
+    def gateway_config_text(self, spec: GatewaySpec, ports: dict[str, str]) -> str:
+        lines = [
+            f'[gateway]\nid = "{spec.gateway_id}"\nclinic_id = "{spec.clinic_id}"\n'
+            f'data_dir = "{self.dir / spec.gateway_id}"\ntimezone = "{spec.timezone}"\n',
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nkeepalive_s = 10\n',
+            f"[status]\nheartbeat_s = {spec.heartbeat_s}\n",
+            "[http]\nport = 0\n",
+        ]
+        for dev in spec.devices:
+            if dev.transport == "serial":
+                lines.append(f'[[serial]]\nport = "{ports[dev.device_id]}"\nprotocol = "{dev.protocol}"\n'
+                             f'device_id = "{dev.device_id}"\npatient_id = "{dev.patient_id}"\n')
+            else:
+                port = self.tcp_ports.setdefault(f"{spec.gateway_id}/{dev.device_id}", free_port())
+                lines.append(f'[[tcp]]\nhost = "127.0.0.1"\nport = {port}\nprotocol = "{dev.protocol}"\n'
+                             f'device_id = "{dev.device_id}"\n')
+        return "\n".join(lines)
+
+    def start_gateway(self, spec: GatewaySpec, *, start_simulators: bool = True) -> None:
+        ports: dict[str, str] = {}
+        sim_ports: dict[str, str] = {}
+        for dev in spec.devices:
+            if dev.transport == "serial":
+                gw_side, sim_side = self.pty_pair(f"{spec.gateway_id}-{dev.device_id}")
+                ports[dev.device_id], sim_ports[dev.device_id] = str(gw_side), str(sim_side)
+        path = self.dir / f"{spec.gateway_id}.toml"
+        path.write_text(self.gateway_config_text(spec, ports))
+        self.gateway_configs[spec.gateway_id] = path
+        self.restart_gateway(spec.gateway_id)
+        if start_simulators:
+            time.sleep(0.5)  # the gateway must have the port open first: bytes written before are lost
+            for dev in spec.devices:
+                target = sim_ports.get(dev.device_id) or \
+                    f"tcp://127.0.0.1:{self.tcp_ports[f'{spec.gateway_id}/{dev.device_id}']}"
+                self.start_simulator(f"sim-{spec.gateway_id}-{dev.device_id}", dev, target)
+
+    def restart_gateway(self, gateway_id: str) -> None:
+        self._spawn(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "--config",
+                                         str(self.gateway_configs[gateway_id])])
+
+    def start_simulator(self, name: str, dev: SimulatedDevice, target: str, count: int | None = None) -> None:
+        args = [sys.executable, "-m", "devices", "simulate", "--protocol", dev.protocol, "--port", target,
+                "--rate", str(dev.rate), "--seed", str(dev.seed), "--patient-id", dev.patient_id,
+                "--device-id", dev.device_id, *dev.extra_args]
+        if dev.alarm_every_s:
+            args += ["--alarm-every", str(dev.alarm_every_s)]
+        if count is not None:
+            args += ["--count", str(count)]
+        self._spawn(name, args)
+
+    # ---- teardown -------------------------------------------------------------------------
+    def stop(self) -> None:
+        order = sorted(self.procs, key=lambda n: (n.startswith("socat"), n == "hq", n.startswith("gw-")))
+        for name in [n for n in order if n.startswith("sim-")] + [n for n in order if not n.startswith("sim-")]:
+            self.stop_process(name)
+        self.broker.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.broker.dir, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def demo_topology() -> list[GatewaySpec]:
+    """Two clinics, each with an HL7 monitor on a serial port, a Masimo oximeter, and an HL7 LAN monitor."""
+    return [
+        GatewaySpec("gw-north-1", "clinic-north", [
+            SimulatedDevice("monitor-bed1", "hl7", "P-N-0001", rate=1.0, seed=11, alarm_every_s=90),
+            SimulatedDevice("oximeter-bed2", "masimo", "P-N-0002", rate=1.0, seed=12),
+            SimulatedDevice("lan-monitors", "hl7", "P-N-0003", rate=0.5, transport="tcp", seed=13),
+        ]),
+        GatewaySpec("gw-south-1", "clinic-south", [
+            SimulatedDevice("monitor-bed1", "hl7", "P-S-0001", rate=1.0, seed=21, alarm_every_s=120),
+            SimulatedDevice("oximeter-bed1", "masimo", "P-S-0002", rate=1.0, seed=22),
+        ]),
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")

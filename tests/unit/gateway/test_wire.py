@@ -1,0 +1,107 @@
+import json
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway import wire
+from gateway.wire import Ack, Batch, Lane, WireError, WireRecord
+
+
+def record(seq: int, **kw: object) -> WireRecord:
+    base = dict(seq=seq, kind="observation", metric="MDC_PULS_OXIM_SAT_O2", value=97.0, unit="%",
+                time_ms=1_795_300_000_000 + seq, recv_ms=1_795_300_000_050 + seq, patient_id="P1",
+                device_id="oxi-1", extra=None)
+    base.update(kw)
+    return WireRecord(**base)  # type: ignore[arg-type]
+
+
+def test_batch_round_trip_keeps_every_field() -> None:
+    batch = Batch("gw-a", "clinic-a", Lane.ALARM, 123, [
+        record(1), record(2, kind="alarm", value=None, extra={"alarm": {"event": "MDC_EVT_LO"}}),
+        record(5, patient_id=None, unit=None, metric="其他"),
+    ])
+    assert wire.decode_batch(wire.encode_batch(batch)) == batch
+
+
+records_strategy = st.lists(
+    st.builds(
+        record,
+        seq=st.integers(1, 2**40),
+        value=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64)),
+        patient_id=st.one_of(st.none(), st.text(max_size=20)),
+        device_id=st.text(max_size=20),
+        time_ms=st.integers(0, 2**45),
+    ),
+    min_size=1, max_size=30, unique_by=lambda r: r.seq,
+)
+
+
+@given(records_strategy)
+def test_decode_encode_is_identity(records: list[WireRecord]) -> None:
+    records = sorted(records, key=lambda r: r.seq)
+    batch = Batch("gw", "c", Lane.VITALS, 1, records)
+    assert wire.decode_batch(wire.encode_batch(batch)) == batch
+
+
+@given(st.binary(max_size=300))
+def test_random_payloads_raise_only_wire_error(payload: bytes) -> None:
+    try:
+        wire.decode_batch(payload)
+    except WireError:
+        pass
+
+
+def _raw(doc: object) -> bytes:
+    return bytes([wire.BATCH_VERSION]) + zlib.compress(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"gw": "g", "clinic": "c", "lane": 9, "sent_ms": 1, "rows": [[1]]}, "lane"),
+    ({"gw": "g", "clinic": "c", "lane": 2, "sent_ms": 1, "rows": []}, "rows"),
+    ({"gw": "g", "clinic": "c", "lane": 2, "sent_ms": 1, "rows": [[1, "bogus", "m", 1, None, 1, 1, None, "d", None]]},
+     "kind"),
+    ({"gw": "g", "clinic": "c", "lane": 2, "sent_ms": 1, "rows": [[0, "observation", "m", 1, None, 1, 1, None, "d",
+                                                                    None]]}, "seq"),
+    ({"gw": "g", "lane": 2, "sent_ms": 1, "rows": []}, "clinic"),
+    ({"gw": "g", "clinic": "c", "lane": 2, "sent_ms": 1, "rows": [
+        [2, "observation", "m", 1, None, 1, 1, None, "d", None],
+        [2, "observation", "m", 1, None, 1, 1, None, "d", None]]}, "increasing"),
+])
+def test_bad_batches_name_the_field(doc: object, message: str) -> None:
+    with pytest.raises(WireError, match=message):
+        wire.decode_batch(_raw(doc))
+
+
+def test_batch_version_is_checked() -> None:
+    with pytest.raises(WireError, match="version 7 not supported"):
+        wire.decode_batch(b"\x07" + zlib.compress(b"{}"))
+
+
+def test_ack_round_trip_and_validation() -> None:
+    ack = Ack([(Lane.ALARM, 3, 3), (Lane.VITALS, 1, 500)], 500, 42)
+    assert wire.decode_ack(wire.encode_ack(ack)) == ack
+    with pytest.raises(WireError, match="first_seq > last_seq"):
+        wire.decode_ack(b'{"v":1,"ranges":[[2,5,1]],"committed_seq":1,"hq_ms":1}')
+    with pytest.raises(WireError, match="version"):
+        wire.decode_ack(b'{"v":99,"ranges":[],"committed_seq":1,"hq_ms":1}')
+
+
+def test_status_round_trip() -> None:
+    status = wire.Status(wire.GatewayState.ONLINE, "clinic-a", 10, "0.1.0", 5,
+                         {Lane.ALARM: wire.LaneBacklog(0, None), Lane.VITALS: wire.LaneBacklog(7, 3)},
+                         [wire.DeviceStatus("oxi", "masimo", "/dev/ttyUSB0", "ok", 9)])
+    decoded = wire.decode_status(wire.encode_status(status))
+    assert decoded == status
+    assert decoded.backlog_total == 7
+
+
+def test_topics_confine_each_gateway_to_its_prefix() -> None:
+    assert wire.data_topic("gw-a") == "clinic/gw-a/up/data"
+    assert wire.ack_topic("gw-a").startswith("clinic/gw-a/")
+    assert wire.gateway_of_topic("clinic/gw-a/up/status") == "gw-a"
+    with pytest.raises(WireError):
+        wire.gateway_of_topic("elsewhere/gw-a/up/data")
+    assert not wire.valid_gateway_id("a/b")
+    assert not wire.valid_gateway_id("+")
