@@ -104,6 +104,10 @@ def _lane_table(lane: Lane) -> sa.Table:
 
 
 LANE_TABLES: dict[Lane, sa.Table] = {lane: _lane_table(lane) for lane in Lane}
+_INSERT_SQL = {
+    lane: f"INSERT INTO {t.name} ({', '.join(c.name for c in t.columns)}) VALUES ({', '.join('?' for _ in t.columns)})"
+    for lane, t in LANE_TABLES.items()
+}
 
 
 class OutboxError(Exception):
@@ -135,6 +139,7 @@ class Outbox:
         self._conn: sa.Connection | None = None
         self._strings: dict[str, int] = {}
         self._strings_rev: dict[int, str] = {}
+        self._committed_string_ids: set[int] = set()
         self._next_seq = 1
         self._counts: dict[Lane, int] = dict.fromkeys(Lane, 0)
         self._pending: list[tuple[list[Entry], asyncio.Future[list[int]]]] = []
@@ -191,6 +196,7 @@ class Outbox:
                 for sid, text in conn.execute(sa.select(strings_table.c.id, strings_table.c.text)):
                     self._strings[text] = sid
                     self._strings_rev[sid] = text
+                self._committed_string_ids = set(self._strings_rev)
         except sa.exc.DatabaseError as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc.orig}") from exc
 
@@ -246,41 +252,49 @@ class Outbox:
     def _commit_sync(self, entries: list[Entry]) -> list[int]:
         conn = self._conn
         assert conn is not None
-        by_lane: dict[Lane, list[dict[str, Any]]] = {}
-        seqs: list[int] = []
-        seq = self._next_seq
-        new_strings_before = dict(self._strings)
+        by_lane: dict[Lane, list[tuple[Any, ...]]] = {}
+        first_seq = seq = self._next_seq
+        strings_before = len(self._strings)
+        intern = self._intern
         try:
             with conn.begin():
                 for e in entries:
-                    by_lane.setdefault(e.lane, []).append({
-                        "seq": seq,
-                        "kind": KIND_CODES[e.kind],
-                        "metric": self._intern(conn, e.metric),
-                        "value": e.value,
-                        "unit": None if e.unit is None else self._intern(conn, e.unit),
-                        "time_ms": e.time_ms,
-                        "recv_delta_ms": e.recv_ms - e.time_ms,
-                        "device": self._intern(conn, e.device_id),
-                        "patient": None if e.patient_id is None else self._intern(conn, e.patient_id),
-                        "extra": None if e.extra is None else json.dumps(e.extra, separators=(",", ":")),
-                    })
-                    seqs.append(seq)
+                    rows = by_lane.get(e.lane)
+                    if rows is None:
+                        rows = by_lane[e.lane] = []
+                    rows.append((
+                        seq,
+                        KIND_CODES[e.kind],
+                        intern(conn, e.metric),
+                        e.value,
+                        None if e.unit is None else intern(conn, e.unit),
+                        e.time_ms,
+                        e.recv_ms - e.time_ms,
+                        intern(conn, e.device_id),
+                        None if e.patient_id is None else intern(conn, e.patient_id),
+                        None if e.extra is None else json.dumps(e.extra, separators=(",", ":")),
+                    ))
                     seq += 1
                 for lane, rows in by_lane.items():
-                    conn.execute(LANE_TABLES[lane].insert(), rows)
+                    # Tuples straight to the driver's executemany: per-row dict binding would cost
+                    # more than the insert itself on the gateway's hot path.
+                    conn.exec_driver_sql(_INSERT_SQL[lane], rows)
                 conn.execute(meta_table.update().where(meta_table.c.key == "next_seq").values(value=str(seq)))
         except Exception:
             # The transaction rolled back: forget strings interned inside it.
-            for text in set(self._strings) - set(new_strings_before):
-                self._strings_rev.pop(self._strings.pop(text), None)
+            if len(self._strings) != strings_before:
+                for text, sid in list(self._strings.items()):
+                    if sid not in self._committed_string_ids:
+                        del self._strings[text]
+                        self._strings_rev.pop(sid, None)
             raise
+        self._committed_string_ids.update(self._strings_rev)
         self._next_seq = seq
         for lane, rows in by_lane.items():
             self._counts[lane] += len(rows)
         self.appended_total += len(entries)
         self.commits_total += 1
-        return seqs
+        return list(range(first_seq, seq))
 
     # ---- reading and removing ----------------------------------------------------------------
     async def read_lane(self, lane: Lane, after_seq: int, limit: int) -> list[WireRecord]:
