@@ -112,7 +112,8 @@ def main() -> None:
         print(f"raw_sqlite_rows_per_s: {raw:.0f} rows/s")
         print(f"gateway_ingest_vs_raw_sqlite: {ours / raw:.2f} ratio")
         print(f"gateway_ingest_commit_batch: {readings / commits:.0f} readings/commit")
-        print(f"outbox_bytes_per_reading: {asyncio.run(outbox_bytes_per_reading(Path(d) / 'size.db', streams)):.1f} bytes")
+        per_reading = asyncio.run(outbox_bytes_per_reading(Path(d) / "size.db", streams))
+        print(f"outbox_bytes_per_reading: {per_reading:.1f} bytes")
 
 
 if __name__ == "__main__":
