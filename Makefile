@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv system-deps test test-unit test-integration test-e2e bench demo lint clean
+.PHONY: all venv system-deps test test-unit bench demo lint docs clean
 
 all: test
 
@@ -51,3 +51,6 @@ demo: system-deps venv
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis
+
+docs: venv
+	$(PY) -m docs.update_readme

@@ -12,7 +12,7 @@ from pathlib import Path
 from gateway import app
 from gateway.config import GatewayConfig
 from gateway.outbox import OutboxError
-from gateway.tomlconfig import ConfigError, load
+from gateway.tomlconfig import ConfigError, load, markdown_reference
 
 log = logging.getLogger("gateway")
 
@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", type=Path, default=Path("/etc/clinic-gateway/gateway.toml"),
                    help="TOML configuration file (default: %(default)s)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--config-reference", action="store_true",
+                   help="print every setting with its default and meaning (Markdown) and exit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p.parse_args(argv)
 
@@ -36,6 +38,9 @@ async def _serve(config: GatewayConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.config_reference:
+        print(markdown_reference(GatewayConfig), end="")
+        return 0
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

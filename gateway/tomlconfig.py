@@ -64,6 +64,17 @@ def field_docs(schema: type[Any], prefix: str = "") -> list[tuple[str, str, Any,
     return out
 
 
+def markdown_reference(schema: type[Any]) -> str:
+    """The configuration reference as a Markdown table (README and `--config-reference`)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, typ, default, doc in field_docs(schema):
+        shown = "unset" if default is None else str(default).lower() if isinstance(default, bool) else default
+        if isinstance(shown, enum.Enum):
+            shown = shown.value
+        rows.append(f"| `{key}` | {typ} | `{shown}` | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
 # ---- building --------------------------------------------------------------------------------
 def _build(schema: type[T], data: dict[str, Any], path: tuple[str, ...], source: str, lines: _KeyLines) -> T:
     hints = typing.get_type_hints(schema)
@@ -151,7 +162,7 @@ def _convert(typ: Any, value: Any, path: tuple[str, ...], source: str, lines: _K
 def _type_name(typ: Any) -> str:
     origin = typing.get_origin(typ)
     if origin in (types.UnionType, typing.Union):
-        return " | ".join(_type_name(a) for a in typing.get_args(typ))
+        return " or ".join(_type_name(a) for a in typing.get_args(typ))
     if origin in (list, tuple):
         return f"list of {_type_name(typing.get_args(typ)[0])}"
     if origin is dict:

@@ -161,8 +161,9 @@ class Stack:
 
     # ---- teardown -------------------------------------------------------------------------
     def stop(self) -> None:
-        order = sorted(self.procs, key=lambda n: (n.startswith("socat"), n == "hq", n.startswith("gw-")))
-        for name in [n for n in order if n.startswith("sim-")] + [n for n in order if not n.startswith("sim-")]:
+        # Devices first, then gateways (they publish their offline status), HQ, and the ptys last.
+        rank = {"sim-": 0, "gw-": 1, "hq": 2, "socat-": 3}
+        for name in sorted(self.procs, key=lambda n: next((r for p, r in rank.items() if n.startswith(p)), 4)):
             self.stop_process(name)
         self.broker.stop()
 

@@ -1,0 +1,72 @@
+"""The JSON API under /api/v1: gateways, clinics, observations, a patient's latest vitals, OpenAPI.
+
+Thin handlers: parameters are parsed in `hq.query_params`, rows read in `hq.queries` (in a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from hq import queries
+from hq.appkeys import ENGINE
+from hq.openapi import openapi_document
+from hq.query_params import ParamError, parse_observation_query
+from hq.representations import clinic_json, gateway_json, observation_json
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+def json_error(status: int, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Parameter errors become 400s naming the parameter; an unreachable database a 503."""
+    try:
+        return await handler(request)
+    except ParamError as exc:
+        return json_error(400, exc.to_json())
+    except sa.exc.SQLAlchemyError as exc:
+        log.error("database error serving %s: %s", request.path, exc)
+        return json_error(503, {"error": "database unavailable"})
+
+
+@routes.get("/api/v1/gateways")
+async def get_gateways(request: web.Request) -> web.Response:
+    clinic_id = request.query.get("clinic_id")
+    rows = await asyncio.to_thread(queries.list_gateways, request.app[ENGINE], clinic_id)
+    return web.json_response({"gateways": [gateway_json(r) for r in rows]})
+
+
+@routes.get("/api/v1/clinics")
+async def get_clinics(request: web.Request) -> web.Response:
+    rows = await asyncio.to_thread(queries.list_clinics, request.app[ENGINE])
+    return web.json_response({"clinics": [clinic_json(r) for r in rows]})
+
+
+@routes.get("/api/v1/observations")
+async def get_observations(request: web.Request) -> web.Response:
+    query = parse_observation_query(request.query)
+    rows = await asyncio.to_thread(queries.find_observations, request.app[ENGINE], query)
+    return web.json_response({"observations": [observation_json(r) for r in rows], "order": str(query.order),
+                              "limit": query.limit})
+
+
+@routes.get("/api/v1/patients/{patient_id}/vitals")
+async def get_patient_vitals(request: web.Request) -> web.Response:
+    patient_id = request.match_info["patient_id"]
+    rows = await asyncio.to_thread(queries.latest_vitals, request.app[ENGINE], patient_id)
+    return web.json_response({"patient_id": patient_id, "vitals": [observation_json(r) for r in rows]})
+
+
+@routes.get("/api/v1/openapi.json")
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())

@@ -1,0 +1,90 @@
+"""The HQ composition root: `create_app(config)` wires the engine, MQTT link, ingest, live hub and routes.
+
+Background work (the MQTT link, the ingest writer, the offline sweeper) runs in `cleanup_ctx` tasks,
+so it starts and stops with the aiohttp application. `hq.__main__` runs the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from gateway.mqttlink import LinkSettings, MqttLink, TlsSettings
+from hq import api, db, observability
+from hq.appkeys import CONFIG, ENGINE, HUB, INGEST, LINK, SOCKETS
+from hq.config import HqConfig, MqttSection
+from hq.console import pages, websocket
+from hq.ingest import Ingest
+from hq.live import LiveHub
+
+log = logging.getLogger(__name__)
+
+
+def link_settings(m: MqttSection) -> LinkSettings:
+    password = m.password_file.read_text(encoding="utf-8").strip() if m.password_file else None
+    tls = None
+    if m.ca_file is not None:
+        tls = TlsSettings(str(m.ca_file), m.cert_file and str(m.cert_file), m.key_file and str(m.key_file))
+    return LinkSettings(host=m.host, port=m.port, client_id=m.client_id, keepalive_s=m.keepalive_s,
+                        username=m.username, password=password, tls=tls)
+
+
+def create_app(config: HqConfig) -> web.Application:
+    app = web.Application(middlewares=[api.api_errors])
+    app[CONFIG] = config
+    app[HUB] = LiveHub(config.console.ws_queue_max)
+    app[SOCKETS] = weakref.WeakSet()
+    app.add_routes(api.routes)
+    app.add_routes(observability.routes)
+    app.add_routes(pages.routes)
+    app.add_routes(websocket.routes)
+    app.router.add_static("/static/", pages.STATIC_DIR, name="static")
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_ingest)
+    app.on_shutdown.append(_close_websockets)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    d = app[CONFIG].database
+    engine = db.create_engine_for(db.database_url(d.url, d.password_file), pool_size=d.pool_size,
+                                  max_overflow=d.max_overflow)
+    await asyncio.to_thread(db.create_schema, engine)
+    app[ENGINE] = engine
+    log.info("database ready: %s", engine.url.render_as_string(hide_password=True))
+    yield
+    engine.dispose()
+
+
+async def _ingest(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    link = MqttLink(link_settings(config.mqtt))
+    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest)
+    link.set_handlers(subscriptions=ingest.subscriptions, on_message=ingest.on_message)
+    app[LINK] = link
+    app[INGEST] = ingest
+    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest")]
+    for task in tasks:
+        task.add_done_callback(_report_crash)
+    yield
+    await link.close()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped: %r", task.get_name(), task.exception())
+
+
+async def _close_websockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

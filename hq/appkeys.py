@@ -1,0 +1,23 @@
+"""Typed keys for the state `hq.app.create_app` puts on the aiohttp application.
+
+Only the keys: the composition root fills them, handlers read them.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from gateway.mqttlink import MqttLink
+from hq.config import HqConfig
+from hq.ingest import Ingest
+from hq.live import LiveHub
+
+CONFIG = web.AppKey("config", HqConfig)
+ENGINE = web.AppKey("engine", sa.Engine)
+LINK = web.AppKey("link", MqttLink)
+HUB = web.AppKey("hub", LiveHub)
+INGEST = web.AppKey("ingest", Ingest)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -1,0 +1,115 @@
+"""HQ's configuration: one TOML file validated at start by `gateway.tomlconfig` into `HqConfig`.
+
+Every setting has a documented default; `python -m hq serve --config PATH --check-config` validates a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.wire import valid_gateway_id
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    url: str = field(default="sqlite:////var/lib/clinic-hq/hq.db", metadata=_doc(
+        "SQLAlchemy database URL: 'sqlite:////ABSOLUTE/PATH' for a small chain, "
+        "'postgresql+psycopg://USER@HOST:PORT/DB' for a large one. Do not put the password here: use password_file."))
+    password_file: Path | None = field(default=None, metadata=_doc(
+        "File holding the database password (PostgreSQL); read at start and added to the URL."))
+    pool_size: int = field(default=10, metadata=_doc("PostgreSQL: connections kept open in the pool."))
+    max_overflow: int = field(default=10, metadata=_doc("PostgreSQL: extra connections allowed under load."))
+
+    def __post_init__(self) -> None:
+        if not (self.url.startswith("sqlite:") or self.url.startswith("postgresql")):
+            raise ValueError(f"url {self.url!r} must start with 'sqlite:///' or 'postgresql+psycopg://'")
+        if self.pool_size < 1 or self.max_overflow < 0:
+            raise ValueError("pool_size must be >= 1 and max_overflow >= 0")
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = field(default="127.0.0.1", metadata=_doc("MQTT broker host."))
+    port: int = field(default=1883, metadata=_doc("MQTT broker port (8883 for TLS)."))
+    client_id: str = field(default="hq-1", metadata=_doc(
+        "MQTT client id of this HQ worker; unique per worker (workers share the data subscription)."))
+    keepalive_s: int = field(default=30, metadata=_doc("MQTT keep-alive interval."))
+    username: str | None = field(default=None, metadata=_doc("Broker user name, if the broker wants one."))
+    password_file: Path | None = field(default=None, metadata=_doc("File holding the broker password."))
+    ca_file: Path | None = field(default=None, metadata=_doc("CA bundle to verify the broker (enables TLS)."))
+    cert_file: Path | None = field(default=None, metadata=_doc("HQ's client certificate (mTLS)."))
+    key_file: Path | None = field(default=None, metadata=_doc("Private key of the client certificate."))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} must be 1-65535")
+        if not 5 <= self.keepalive_s <= 3600:
+            raise ValueError(f"keepalive_s {self.keepalive_s} must be 5-3600")
+        if not valid_gateway_id(self.client_id):
+            raise ValueError(f"client_id {self.client_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("cert_file needs ca_file (TLS)")
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    host: str = field(default="127.0.0.1", metadata=_doc(
+        "Address the API and console listen on; put a TLS-terminating reverse proxy in front."))
+    port: int = field(default=8080, metadata=_doc("Port the API and console listen on."))
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port {self.port} must be 0-65535 (0: any free port)")
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    max_batch_records: int = field(default=5000, metadata=_doc(
+        "Most readings committed in one database transaction."))
+    flush_interval_ms: int = field(default=50, metadata=_doc(
+        "Longest a received batch waits for others to share its transaction."))
+    queue_max_batches: int = field(default=1000, metadata=_doc(
+        "Batches waiting for the database writer, at most; beyond it batches are shed and the gateway "
+        "resends them after its ack timeout."))
+    offline_after_s: float = field(default=60.0, metadata=_doc(
+        "A gateway not heard from (status or data) for this long is shown offline, even without a last will."))
+    sweep_interval_s: float = field(default=5.0, metadata=_doc(
+        "How often silent gateways are looked for."))
+
+    def __post_init__(self) -> None:
+        if self.max_batch_records < 1 or self.queue_max_batches < 1:
+            raise ValueError("max_batch_records and queue_max_batches must be >= 1")
+        if not 0 <= self.flush_interval_ms <= 10_000:
+            raise ValueError(f"flush_interval_ms {self.flush_interval_ms} must be 0-10000")
+        if self.offline_after_s <= 0 or self.sweep_interval_s <= 0:
+            raise ValueError("offline_after_s and sweep_interval_s must be > 0")
+
+
+@dataclass(frozen=True)
+class ConsoleSection:
+    recent_patients_s: int = field(default=3600, metadata=_doc(
+        "The fleet page lists patients with readings within this many seconds."))
+    trend_window_s: int = field(default=3600, metadata=_doc(
+        "The patient page's trend charts start this many seconds back."))
+    ws_queue_max: int = field(default=256, metadata=_doc(
+        "Messages queued per WebSocket client; a slower client loses the oldest."))
+
+    def __post_init__(self) -> None:
+        if self.recent_patients_s < 1 or self.trend_window_s < 1 or self.ws_queue_max < 1:
+            raise ValueError("recent_patients_s, trend_window_s and ws_queue_max must be >= 1")
+
+
+@dataclass(frozen=True)
+class HqConfig:
+    database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
+    mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
+    http: HttpSection = field(default_factory=HttpSection, metadata=_doc("[http]"))
+    ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
+    console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))

@@ -1,0 +1,147 @@
+"""HTML of the web console's pages, built from plain data with every value escaped (`html.escape`).
+
+Rendering only: the data comes from `hq.console.pages`; live updates are done by static/console.js.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+SAFETY_NOTICE = (
+    "Alarms shown here are forwarded copies: secondary and informational only. "
+    "The bedside monitor remains the primary alarm system."
+)
+
+METRIC_LABELS = {
+    "MDC_PULS_OXIM_SAT_O2": "SpO\u2082",
+    "MDC_PULS_OXIM_PULS_RATE": "Pulse (SpO\u2082)",
+    "MDC_PULS_OXIM_PERF_REL": "Perfusion index",
+    "MDC_ECG_HEART_RATE": "Heart rate",
+    "MDC_PULS_RATE": "Pulse rate",
+    "MDC_PULS_RATE_NON_INV": "Pulse (NIBP)",
+    "MDC_RESP_RATE": "Respiration",
+    "MDC_AWAY_RESP_RATE": "Respiration (airway)",
+    "MDC_PRESS_BLD_NONINV_SYS": "NIBP systolic",
+    "MDC_PRESS_BLD_NONINV_DIA": "NIBP diastolic",
+    "MDC_PRESS_BLD_NONINV_MEAN": "NIBP mean",
+    "MDC_TEMP": "Temperature",
+    "MDC_TEMP_BODY": "Body temperature",
+    "MDC_AWAY_CO2_ET": "EtCO\u2082",
+}
+
+
+def e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.removeprefix("MDC_").replace("_", " ").title())
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return "\u2014"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def page(title: str, body: str, *, page_data: Mapping[str, Any]) -> str:
+    # Page data goes to the script as JSON in a data attribute: escaped like any other value.
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{e(title)} \u00b7 Clinic HQ</title>"
+        "<link rel=\"stylesheet\" href=\"/static/console.css\"></head>"
+        f"<body data-page=\"{e(json.dumps(page_data))}\" data-live=\"connecting\">"
+        "<header class=\"top\"><a href=\"/\" class=\"brand\">Clinic HQ</a>"
+        "<span class=\"live-state\" id=\"live-state\">connecting\u2026</span></header>"
+        f"<p class=\"safety\" role=\"note\" id=\"safety-notice\">{e(SAFETY_NOTICE)}</p>"
+        f"<main>{body}</main><script src=\"/static/console.js\"></script></body></html>\n"
+    )
+
+
+def tile(obs: Mapping[str, Any]) -> str:
+    return (
+        f"<div class=\"tile\" data-patient=\"{e(obs['patient_id'])}\" data-metric=\"{e(obs['metric'])}\">"
+        f"<div class=\"label\">{e(metric_label(obs['metric']))}</div>"
+        f"<div class=\"reading\"><span class=\"value\">{e(format_value(obs['value']))}</span> "
+        f"<span class=\"unit\">{e(obs['unit'] or '')}</span></div>"
+        f"<time class=\"time\" datetime=\"{e(obs['time'])}\">{e(obs['time'])}</time></div>"
+    )
+
+
+def gateway_card(gw: Mapping[str, Any]) -> str:
+    devices = "".join(
+        f"<li data-device=\"{e(d['device_id'])}\" class=\"device state-{e(d['state'])}\">"
+        f"{e(d['device_id'])} <small>{e(d['protocol'])} \u00b7 {e(d['state'])}</small></li>"
+        for d in gw["devices"]
+    )
+    return (
+        f"<div class=\"gateway\" data-gateway=\"{e(gw['gateway_id'])}\">"
+        f"<div class=\"gateway-head\"><strong>{e(gw['gateway_id'])}</strong> "
+        f"<span class=\"badge {e(gw['status'])}\">{e(gw['status'])}</span></div>"
+        f"<div class=\"meta\">last contact <time class=\"last-contact\">{e(gw['last_contact'] or 'never')}</time>"
+        f" \u00b7 backlog <span class=\"backlog\">{e(gw['backlog'])}</span>"
+        f" \u00b7 <span class=\"software\">{e(gw['software'])}</span></div>"
+        f"<ul class=\"devices\">{devices}</ul></div>"
+    )
+
+
+def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:
+    tiles = "".join(tile(v) for v in vitals)
+    return (
+        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\">"
+        f"<a class=\"patient-link\" href=\"/patients/{e(quote(patient_id, safe=''))}\">{e(patient_id)}</a>"
+        f"<div class=\"tiles\">{tiles}</div></div>"
+    )
+
+
+def fleet_page(clinics: list[Mapping[str, Any]], gateways: list[Mapping[str, Any]],
+               patients: Mapping[str, list[tuple[str, list[Mapping[str, Any]]]]]) -> str:
+    sections = []
+    for clinic in clinics:
+        cid = clinic["clinic_id"]
+        cards = "".join(gateway_card(g) for g in gateways if g["clinic_id"] == cid)
+        blocks = "".join(patient_block(pid, vitals) for pid, vitals in patients.get(cid, []))
+        sections.append(
+            f"<section class=\"clinic\" data-clinic=\"{e(cid)}\"><h2>{e(clinic['name'])}</h2>"
+            f"<div class=\"gateways\">{cards}</div>"
+            f"<h3>Patients seen recently</h3><div class=\"patients\">{blocks}</div></section>"
+        )
+    body = "<h1>Fleet</h1>" + ("".join(sections) or "<p class=\"empty\">No gateway has reported yet.</p>")
+    return page("Fleet", f"<div id=\"clinics\">{body}</div>", page_data={"view": "fleet"})
+
+
+def alarm_item(obs: Mapping[str, Any]) -> str:
+    alarm = obs.get("alarm") or {}
+    return (
+        f"<li class=\"alarm priority-{e(alarm.get('priority', 'none'))}\" data-metric=\"{e(obs['metric'])}\">"
+        f"<time>{e(obs['time'])}</time> <strong>{e(metric_label(obs['metric']))}</strong> "
+        f"{e(alarm.get('text') or alarm.get('event') or '')} <small>{e(alarm.get('state', ''))}</small></li>"
+    )
+
+
+def chart(metric: str) -> str:
+    return (
+        f"<figure class=\"trend\" data-metric=\"{e(metric)}\"><figcaption>{e(metric_label(metric))}</figcaption>"
+        f"<svg class=\"chart\" data-metric=\"{e(metric)}\" data-points=\"0\" viewBox=\"0 0 600 160\" "
+        f"preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{e(metric_label(metric))} trend\"></svg></figure>"
+    )
+
+
+def patient_page(patient_id: str, vitals: list[Mapping[str, Any]], alarms: list[Mapping[str, Any]],
+                 trend_since: str) -> str:
+    tiles = "".join(tile(v) for v in vitals)
+    charts = "".join(chart(v["metric"]) for v in vitals)
+    alarm_items = "".join(alarm_item(a) for a in alarms)
+    body = (
+        f"<h1>Patient <span class=\"patient-id\">{e(patient_id)}</span></h1>"
+        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\"><div class=\"tiles\" id=\"tiles\">{tiles}</div></div>"
+        f"<h2>Alarms</h2><ul class=\"alarms\" id=\"alarms\">{alarm_items}</ul>"
+        f"<h2>Trends</h2><div class=\"charts\" id=\"charts\">{charts}</div>"
+    )
+    return page(f"Patient {patient_id}", body,
+                page_data={"view": "patient", "patient_id": patient_id, "trend_since": trend_since})

@@ -1,0 +1,68 @@
+"""The web console's pages: the fleet overview at / and a patient's live vitals at /patients/{id}.
+
+Handlers gather rows (in a thread) and hand JSON-shaped data to `hq.console.html`; no markup here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from hq import queries
+from hq.appkeys import CONFIG, ENGINE
+from hq.clock import iso_from_ms, now_ms
+from hq.console import html
+from hq.query_params import ObservationQuery
+from hq.representations import clinic_json, gateway_json, observation_json
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_PATIENTS_PER_CLINIC = 50
+ALARMS_SHOWN = 20
+
+routes = web.RouteTableDef()
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": "default-src 'self'; style-src 'self'; "
+                                 "script-src 'self'; connect-src 'self'", "Cache-Control": "no-store"})
+
+
+def _fleet_data(engine: sa.Engine, since_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                             dict[str, list[tuple[str, list[dict[str, Any]]]]]]:
+    clinics = [clinic_json(r) for r in queries.list_clinics(engine)]
+    gateways = [gateway_json(r) for r in queries.list_gateways(engine)]
+    patients: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    for row in queries.recent_patients(engine, since_ms):
+        per_clinic = patients.setdefault(row["clinic_id"], [])
+        if len(per_clinic) < MAX_PATIENTS_PER_CLINIC:
+            vitals = [observation_json(v) for v in queries.latest_vitals(engine, row["patient_id"])]
+            per_clinic.append((row["patient_id"], vitals))
+    return clinics, gateways, patients
+
+
+@routes.get("/")
+async def fleet(request: web.Request) -> web.Response:
+    since_ms = now_ms() - request.app[CONFIG].console.recent_patients_s * 1000
+    clinics, gateways, patients = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms)
+    return _html(html.fleet_page(clinics, gateways, patients))
+
+
+def _patient_data(engine: sa.Engine, patient_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    vitals = [observation_json(r) for r in queries.latest_vitals(engine, patient_id)]
+    alarms = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, kind="alarm",
+                                                                limit=ALARMS_SHOWN))
+    return vitals, [observation_json(r) for r in alarms]
+
+
+@routes.get("/patients/{patient_id}")
+async def patient(request: web.Request) -> web.Response:
+    patient_id = request.match_info["patient_id"]
+    vitals, alarms = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id)
+    since = iso_from_ms(now_ms() - request.app[CONFIG].console.trend_window_s * 1000)
+    assert since is not None
+    return _html(html.patient_page(patient_id, vitals, alarms, since))

@@ -1,0 +1,248 @@
+// Clinic HQ console: live tiles and trend charts over the /ws WebSocket. No build step, no dependencies.
+"use strict";
+
+(function () {
+  const page = JSON.parse(document.body.dataset.page || "{}");
+  const MAX_POINTS = 2000;
+  const series = new Map(); // metric -> {points: [[ms, value, key]], keys: Set}
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function sel(attr, value) { return "[" + attr + '="' + CSS.escape(value) + '"]'; }
+  function formatValue(v) {
+    if (v === null || v === undefined) return "\u2014";
+    return Number.isInteger(v) ? String(v) : v.toFixed(1);
+  }
+  function label(metric) {
+    const known = document.querySelector(".tile" + sel("data-metric", metric) + " .label");
+    if (known) return known.textContent;
+    return metric.replace(/^MDC_/, "").replace(/_/g, " ").toLowerCase();
+  }
+
+  // ---- tiles -------------------------------------------------------------------------------
+  function patientContainer(item) {
+    let block = document.querySelector(".patient" + sel("data-patient", item.patient_id));
+    if (block) return block.querySelector(".tiles");
+    if (page.view !== "fleet") return null;
+    const clinic = clinicSection(item.clinic_id);
+    block = el("div", {class: "patient", "data-patient": item.patient_id});
+    const link = el("a", {class: "patient-link", href: "/patients/" + encodeURIComponent(item.patient_id)},
+                    item.patient_id);
+    block.append(link, el("div", {class: "tiles"}));
+    clinic.querySelector(".patients").prepend(block);
+    return block.querySelector(".tiles");
+  }
+
+  function clinicSection(clinicId) {
+    let section = document.querySelector("section.clinic" + sel("data-clinic", clinicId));
+    if (section) return section;
+    const empty = document.querySelector("#clinics .empty");
+    if (empty) empty.remove();
+    section = el("section", {class: "clinic", "data-clinic": clinicId});
+    section.append(el("h2", {}, clinicId), el("div", {class: "gateways"}),
+                   el("h3", {}, "Patients seen recently"), el("div", {class: "patients"}));
+    document.getElementById("clinics").append(section);
+    return section;
+  }
+
+  function updateTile(item) {
+    if (!item.patient_id) return;
+    let tile = document.querySelector(".tile" + sel("data-patient", item.patient_id) + sel("data-metric", item.metric));
+    if (!tile) {
+      const container = patientContainer(item);
+      if (!container) return;
+      tile = el("div", {class: "tile", "data-patient": item.patient_id, "data-metric": item.metric});
+      const reading = el("div", {class: "reading"});
+      reading.append(el("span", {class: "value"}), " ", el("span", {class: "unit"}));
+      tile.append(el("div", {class: "label"}, label(item.metric)), reading, el("time", {class: "time"}));
+      container.append(tile);
+      if (page.view === "patient") ensureChart(item.metric);
+    }
+    const time = tile.querySelector(".time");
+    if (time.getAttribute("datetime") && time.getAttribute("datetime") > item.time) return; // older backlog
+    tile.querySelector(".value").textContent = formatValue(item.value);
+    tile.querySelector(".unit").textContent = item.unit || "";
+    time.setAttribute("datetime", item.time);
+    time.textContent = item.time;
+    tile.classList.remove("fresh");
+    void tile.offsetWidth; // restart the highlight animation
+    tile.classList.add("fresh");
+  }
+
+  function showAlarm(item) {
+    if (!item.patient_id) return;
+    const tile = document.querySelector(".tile" + sel("data-patient", item.patient_id) + sel("data-metric", item.metric));
+    const active = !item.alarm || item.alarm.state !== "inactive";
+    if (tile) tile.classList.toggle("alarming", active);
+    const list = document.getElementById("alarms");
+    if (!list) return;
+    const a = item.alarm || {};
+    const li = el("li", {class: "alarm priority-" + (a.priority || "none"), "data-metric": item.metric});
+    li.append(el("time", {}, item.time), " ", el("strong", {}, label(item.metric)), " ",
+              (a.text || a.event || "") + " ", el("small", {}, a.state || ""));
+    list.prepend(li);
+    while (list.children.length > 50) list.lastChild.remove();
+  }
+
+  // ---- gateways ----------------------------------------------------------------------------
+  function updateGateway(gw) {
+    let card = document.querySelector(".gateway" + sel("data-gateway", gw.gateway_id));
+    if (!card) {
+      if (page.view !== "fleet") return;
+      card = el("div", {class: "gateway", "data-gateway": gw.gateway_id});
+      const head = el("div", {class: "gateway-head"});
+      head.append(el("strong", {}, gw.gateway_id), " ", el("span", {class: "badge"}));
+      const meta = el("div", {class: "meta"});
+      meta.append("last contact ", el("time", {class: "last-contact"}), " \u00b7 backlog ",
+                  el("span", {class: "backlog"}), " \u00b7 ", el("span", {class: "software"}));
+      card.append(head, meta, el("ul", {class: "devices"}));
+      clinicSection(gw.clinic_id).querySelector(".gateways").append(card);
+    }
+    const badge = card.querySelector(".badge");
+    badge.className = "badge " + gw.status;
+    badge.textContent = gw.status;
+    card.querySelector(".last-contact").textContent = gw.last_contact || "never";
+    card.querySelector(".backlog").textContent = String(gw.backlog);
+    card.querySelector(".software").textContent = gw.software || "";
+    const list = card.querySelector(".devices");
+    list.replaceChildren(...gw.devices.map(function (d) {
+      const li = el("li", {class: "device state-" + d.state, "data-device": d.device_id}, d.device_id + " ");
+      li.append(el("small", {}, d.protocol + " \u00b7 " + d.state));
+      return li;
+    }));
+  }
+
+  // ---- trend charts ------------------------------------------------------------------------
+  function ensureChart(metric) {
+    if (document.querySelector("svg.chart" + sel("data-metric", metric))) return;
+    const fig = el("figure", {class: "trend", "data-metric": metric});
+    fig.append(el("figcaption", {}, label(metric)));
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    for (const [k, v] of Object.entries({class: "chart", "data-metric": metric, "data-points": "0",
+                                          viewBox: "0 0 600 160", preserveAspectRatio: "none"})) {
+      svg.setAttribute(k, v);
+    }
+    fig.append(svg);
+    document.getElementById("charts").append(fig);
+    loadSeries(metric);
+  }
+
+  function seriesFor(metric) {
+    if (!series.has(metric)) series.set(metric, {points: [], keys: new Set()});
+    return series.get(metric);
+  }
+
+  function addPoints(metric, items) {
+    const s = seriesFor(metric);
+    for (const item of items) {
+      const key = item.gateway_id + "/" + item.seq;
+      if (item.value === null || s.keys.has(key)) continue;
+      s.keys.add(key);
+      s.points.push([Date.parse(item.time), item.value, key]);
+    }
+    s.points.sort(function (a, b) { return a[0] - b[0]; });
+    while (s.points.length > MAX_POINTS) s.keys.delete(s.points.shift()[2]);
+    draw(metric);
+  }
+
+  function draw(metric) {
+    const svg = document.querySelector("svg.chart" + sel("data-metric", metric));
+    if (!svg) return;
+    const pts = seriesFor(metric).points;
+    svg.setAttribute("data-points", String(pts.length));
+    const ns = "http://www.w3.org/2000/svg";
+    svg.replaceChildren();
+    if (!pts.length) return;
+    const t0 = pts[0][0], t1 = Math.max(pts[pts.length - 1][0], t0 + 1);
+    let lo = Math.min(...pts.map(function (p) { return p[1]; }));
+    let hi = Math.max(...pts.map(function (p) { return p[1]; }));
+    if (hi - lo < 1) { hi += 0.5; lo -= 0.5; }
+    const x = function (t) { return 40 + (t - t0) / (t1 - t0) * 550; };
+    const y = function (v) { return 150 - (v - lo) / (hi - lo) * 140; };
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", pts.map(function (p) { return x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1); }).join(" "));
+    line.setAttribute("class", "line");
+    svg.append(line);
+    const last = pts[pts.length - 1];
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", x(last[0]).toFixed(1));
+    dot.setAttribute("cy", y(last[1]).toFixed(1));
+    dot.setAttribute("r", "3");
+    dot.setAttribute("class", "last");
+    svg.append(dot);
+    for (const [v, yy] of [[hi, 12], [lo, 156]]) {
+      const text = document.createElementNS(ns, "text");
+      text.setAttribute("x", "2");
+      text.setAttribute("y", String(yy));
+      text.setAttribute("class", "axis");
+      text.textContent = formatValue(Math.round(v * 10) / 10);
+      svg.append(text);
+    }
+  }
+
+  function loadSeries(metric) {
+    const q = new URLSearchParams({patient_id: page.patient_id, metric: metric, kind: "observation",
+                                   since: page.trend_since, limit: String(MAX_POINTS), order: "desc"});
+    fetch("/api/v1/observations?" + q.toString(), {headers: {Accept: "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+      .then(function (doc) { addPoints(metric, doc.observations); })
+      .catch(function (err) { console.warn("trend for", metric, "not loaded:", err); });
+  }
+
+  // ---- the live connection -----------------------------------------------------------------
+  function setLive(state) {
+    document.body.dataset.live = state;
+    const badge = document.getElementById("live-state");
+    if (badge) badge.textContent = state === "subscribed" ? "live" : state;
+  }
+
+  function onMessage(msg) {
+    if (msg.type === "subscribed") {
+      setLive("subscribed");
+    } else if (msg.type === "gateway") {
+      updateGateway(msg.gateway);
+    } else if (msg.type === "observations") {
+      const byMetric = new Map();
+      for (const item of msg.items) {
+        if (item.kind === "observation") {
+          updateTile(item);
+          if (page.view === "patient" && item.patient_id === page.patient_id) {
+            if (!byMetric.has(item.metric)) byMetric.set(item.metric, []);
+            byMetric.get(item.metric).push(item);
+          }
+        } else if (item.kind === "alarm") {
+          showAlarm(item);
+        }
+      }
+      for (const [metric, items] of byMetric) {
+        ensureChart(metric);
+        addPoints(metric, items);
+      }
+    }
+  }
+
+  let delay = 500;
+  function connect() {
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    ws.onopen = function () {
+      delay = 500;
+      setLive("connected");
+      ws.send(JSON.stringify({subscribe: page.view === "patient" ? {patient_id: page.patient_id} : {}}));
+    };
+    ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
+    ws.onclose = function () {
+      setLive("reconnecting");
+      setTimeout(connect, delay + Math.random() * delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  }
+
+  if (page.view === "patient") {
+    document.querySelectorAll("svg.chart").forEach(function (svg) { loadSeries(svg.dataset.metric); });
+  }
+  connect();
+})();

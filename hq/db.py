@@ -1,0 +1,65 @@
+"""The one engine factory: SQLite tuned for a durable single writer, or a pooled PostgreSQL.
+
+It makes engines and the schema; it does not read or write rows (that is `hq.store` / `hq.queries`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from hq import models
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def database_url(url: str, password_file: Path | None = None) -> URL:
+    """The configured URL with the password read from its file (secrets never sit in the config)."""
+    parsed = make_url(url)
+    if password_file is not None:
+        parsed = parsed.set(password=password_file.read_text(encoding="utf-8").strip())
+    return parsed
+
+
+def create_engine_for(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10) -> sa.Engine:
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            parsed, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800,
+        )
+    raise ValueError(f"database {parsed.get_backend_name()!r} is not supported; expected sqlite or postgresql")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit HQ acknowledged to a gateway must survive power loss, or the reading is gone.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cur.close()
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create missing tables and indexes (Alembic migrations take this over later)."""
+    models.metadata.create_all(engine)
+
+
+def ping(engine: sa.Engine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,60 @@
+"""HQ's database schema as SQLAlchemy Core tables: clinics, gateways and the observations they send.
+
+Only the schema: reads and writes live in `hq.store` and `hq.queries`; Alembic migrations will import `metadata`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY, so BIGINT becomes INTEGER there (both are 64-bit).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Millis = sa.BigInteger()
+
+clinics = sa.Table(
+    "clinics",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+)
+
+gateways = sa.Table(
+    "gateways",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.String(64), sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # "online" | "offline"
+    sa.Column("first_seen_ms", Millis, nullable=False),
+    sa.Column("last_contact_ms", Millis),  # null until the gateway itself was heard (a will is the broker)
+    sa.Column("software", sa.String(100), nullable=False, server_default=""),
+    sa.Column("started_ms", Millis),
+    sa.Column("backlog_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("backlog_json", sa.JSON(none_as_null=True)),  # {"alarm": [count, oldest_ms], ...}
+    sa.Column("devices_json", sa.JSON(none_as_null=True)),  # [{"device_id", "protocol", "state", ...}]
+    sa.Column("committed_seq", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+observations = sa.Table(
+    "observations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("gateway_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("clinic_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("metric", sa.String(80), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("unit", sa.String(40)),
+    sa.Column("time_ms", Millis, nullable=False),  # the source's own time (UTC)
+    sa.Column("recv_ms", Millis, nullable=False),  # when the gateway received it
+    sa.Column("hq_ms", Millis, nullable=False),  # when HQ committed it
+    sa.Column("patient_id", sa.String(80)),
+    sa.Column("device_id", sa.String(80), nullable=False),
+    sa.Column("extra", sa.JSON(none_as_null=True)),
+    sa.UniqueConstraint("gateway_id", "seq", name="uq_observations_gateway_seq"),
+    sa.Index("ix_observations_patient_metric_time", "patient_id", "metric", "time_ms"),
+    sa.Index("ix_observations_gateway_time", "gateway_id", "time_ms"),
+    sa.Index("ix_observations_metric_time", "metric", "time_ms"),
+)

@@ -1,0 +1,76 @@
+"""/healthz and /metrics: whether HQ can do its job, and Prometheus counters of how it is doing it.
+
+Handlers only; the exposition format is in `hq.metrics_exposition`, the counters live on `Ingest` and `LiveHub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from hq import db, queries
+from hq.appkeys import ENGINE, HUB, INGEST, LINK
+from hq.metrics_exposition import Family, render
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+DB_CHECK_TIMEOUT_S = 3.0
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    reasons: list[str] = []
+    try:
+        async with asyncio.timeout(DB_CHECK_TIMEOUT_S):
+            await asyncio.to_thread(db.ping, request.app[ENGINE])
+    except (sa.exc.SQLAlchemyError, TimeoutError) as exc:
+        reasons.append(f"database unreachable: {type(exc).__name__}")
+    if not request.app[LINK].is_connected:
+        reasons.append("mqtt broker not connected")
+    if not request.app[INGEST].writer_alive:
+        reasons.append("ingest writer not running")
+    if reasons:
+        return web.json_response({"status": "unhealthy", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    ingest, hub, link = request.app[INGEST], request.app[HUB], request.app[LINK]
+    s = ingest.stats
+    families = [
+        Family.single("hq_ingest_readings_total", "counter", "Readings newly stored", s.readings),
+        Family.single("hq_ingest_duplicates_total", "counter",
+                      "Readings received again and ignored (already stored)", s.duplicates),
+        Family.single("hq_ingest_batches_total", "counter", "Batches committed", s.batches),
+        Family.single("hq_ingest_statuses_total", "counter", "Gateway status messages applied", s.statuses),
+        Family.single("hq_ingest_rejected_total", "counter",
+                      "Batches or statuses rejected as malformed (wire contract)", s.rejected),
+        Family.single("hq_ingest_shed_total", "counter",
+                      "Messages dropped because the writer queue was full (gateways resend)", s.shed),
+        Family.single("hq_ingest_commit_failures_total", "counter", "Ingest transactions that failed",
+                      s.commit_failures),
+        Family.single("hq_ingest_transactions_total", "counter", "Ingest transactions committed", s.transactions),
+        Family.single("hq_acks_sent_total", "counter", "Acks published to gateways", s.acks_sent),
+        Family.single("hq_ack_failures_total", "counter", "Acks that could not be published", s.ack_failures),
+        Family("hq_ingest_lag_ms", "histogram", "HQ commit time minus gateway receive time, per reading (ms)",
+               histogram=s.lag_ms),
+        Family.single("hq_ingest_queue_depth", "gauge", "Messages waiting for the database writer",
+                      ingest.queue_depth),
+        Family.single("hq_mqtt_connected", "gauge", "1 if connected to the MQTT broker", int(link.is_connected)),
+        Family.single("hq_mqtt_connects_total", "counter", "MQTT connections made", link.connects),
+        Family.single("hq_websocket_clients", "gauge", "Connected console WebSocket clients", hub.clients),
+        Family.single("hq_live_dropped_total", "counter",
+                      "Live messages dropped for slow WebSocket clients (oldest first)", hub.dropped),
+    ]
+    try:
+        online = await asyncio.to_thread(queries.count_online, request.app[ENGINE])
+        families.append(Family.single("hq_gateways_online", "gauge", "Gateways currently online", online))
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("metrics: counting online gateways failed: %s", exc)
+    return web.Response(body=render(families).encode(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
