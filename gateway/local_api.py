@@ -59,6 +59,12 @@ class LocalApi:
                 {"device_id": d.device_id, "protocol": d.protocol, "source": d.source, "state": d.state,
                  "last_ms": d.last_ms} for d in status.devices],
             "drain_rate_per_s": self.gateway.uplink.drain_rate_per_s(),
+            "outbox": {"appended_total": self.gateway.outbox.appended_total,
+                       "removed_total": self.gateway.outbox.removed_total,
+                       "next_seq": self.gateway.outbox.next_seq},
+            "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
+                       "records_sent": self.gateway.uplink.stats.records_sent,
+                       "records_acked": self.gateway.uplink.stats.records_acked},
         }), content_type="application/json")
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -44,6 +44,10 @@ class PublishRefused(MqttError):
         super().__init__(f"broker refused publish to {topic!r}: {reason} ({reason.value})")
 
 
+class PublishTimeout(MqttError):
+    """No PUBACK within the caller's deadline; the connection may be wedged."""
+
+
 class QueueFull(MqttError):
     """paho's bounded queue is full: the caller must wait (backpressure)."""
 
@@ -147,9 +151,12 @@ class MqttLink:
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-        properties: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None, timeout_s: float = 30.0,
     ) -> None:
-        """Publish and, for QoS 1, wait for the PUBACK. Raises NotConnected, QueueFull, PublishRefused."""
+        """Publish and, for QoS 1, wait for the PUBACK.
+
+        Raises NotConnected, QueueFull, PublishRefused, or PublishTimeout (no PUBACK within `timeout_s`).
+        """
         client = self._client
         if client is None or not self._connected.is_set():
             raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
@@ -166,7 +173,12 @@ class MqttLink:
         assert self._loop is not None
         fut: asyncio.Future[None] = self._loop.create_future()
         self._pending[info.mid] = (topic, fut)
-        await fut
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+        except TimeoutError:
+            self._pending.pop(info.mid, None)
+            raise PublishTimeout(f"no PUBACK for {topic!r} within {timeout_s} s") from None
 
     def set_handlers(
         self,

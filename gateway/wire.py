@@ -283,23 +283,37 @@ def decode_status(payload: bytes) -> Status:
         state = GatewayState(state_value)
     except ValueError as exc:
         raise WireError(f"status field 'state' = {state_value!r}; expected 'online' or 'offline'") from exc
+    backlog_doc = doc.get("backlog") or {}
+    if not isinstance(backlog_doc, dict):
+        raise WireError("status field 'backlog' must be an object of lane name -> [count, oldest_ms]")
     backlog: dict[Lane, LaneBacklog] = {}
-    for name, pair in (doc.get("backlog") or {}).items():
+    for name, pair in backlog_doc.items():
         try:
             lane = Lane[name.upper()]
         except KeyError as exc:
             raise WireError(f"status backlog lane {name!r} is not a known lane") from exc
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise WireError(f"status backlog for {name!r} must be [count, oldest_ms]")
-        backlog[lane] = LaneBacklog(int(pair[0]), None if pair[1] is None else int(pair[1]))
+        if (not isinstance(pair, list) or len(pair) != 2 or not _is_int(pair[0])
+                or not (pair[1] is None or _is_int(pair[1]))):
+            raise WireError(f"status backlog for {name!r} must be [count, oldest_ms or null]")
+        backlog[lane] = LaneBacklog(pair[0], pair[1])
+    devices_doc = doc.get("devices") or []
+    if not isinstance(devices_doc, list):
+        raise WireError("status field 'devices' must be a list")
     devices = []
-    for d in doc.get("devices") or []:
-        if not isinstance(d, list) or len(d) != 5:
-            raise WireError(f"status device entry {d!r} must be [id, protocol, source, state, last_ms]")
-        devices.append(DeviceStatus(str(d[0]), str(d[1]), str(d[2]), str(d[3]), d[4]))
+    for d in devices_doc:
+        if (not isinstance(d, list) or len(d) != 5 or not all(isinstance(x, str) for x in d[:4])
+                or not (d[4] is None or _is_int(d[4]))):
+            raise WireError(f"status device entry {d!r} must be [id, protocol, source, state, last_ms or null]")
+        devices.append(DeviceStatus(d[0], d[1], d[2], d[3], d[4]))
     started = doc.get("started_ms")
+    software = doc.get("software", "")
     return Status(state, _field(doc, "clinic", str), _field(doc, "time_ms", int),
-                  str(doc.get("software", "")), started if isinstance(started, int) else None, backlog, devices)
+                  software if isinstance(software, str) else "", started if _is_int(started) else None,
+                  backlog, devices)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # ---- helpers ------------------------------------------------------------------------------

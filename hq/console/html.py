@@ -55,7 +55,7 @@ def page(title: str, body: str, *, page_data: Mapping[str, Any]) -> str:
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{e(title)} \u00b7 Clinic HQ</title>"
         "<link rel=\"stylesheet\" href=\"/static/console.css\"></head>"
-        f"<body data-page=\"{e(json.dumps(page_data))}\" data-live=\"connecting\">"
+        f"<body data-page=\"{e(json.dumps({**page_data, 'labels': METRIC_LABELS}))}\" data-live=\"connecting\">"
         "<header class=\"top\"><a href=\"/\" class=\"brand\">Clinic HQ</a>"
         "<span class=\"live-state\" id=\"live-state\">connecting\u2026</span></header>"
         f"<p class=\"safety\" role=\"note\" id=\"safety-notice\">{e(SAFETY_NOTICE)}</p>"

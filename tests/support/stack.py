@@ -39,6 +39,7 @@ class GatewaySpec:
     devices: list[SimulatedDevice]
     heartbeat_s: float = 5.0
     timezone: str = "UTC"
+    keepalive_s: int = 10
 
 
 class Stack:
@@ -53,6 +54,7 @@ class Stack:
         self.log_to_console = log_to_console
         self.gateway_configs: dict[str, Path] = {}
         self.tcp_ports: dict[str, int] = {}
+        self.gateway_http_ports: dict[str, int] = {}
 
     # ---- processes ------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -113,9 +115,9 @@ class Stack:
         lines = [
             f'[gateway]\nid = "{spec.gateway_id}"\nclinic_id = "{spec.clinic_id}"\n'
             f'data_dir = "{self.dir / spec.gateway_id}"\ntimezone = "{spec.timezone}"\n',
-            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nkeepalive_s = 10\n',
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nkeepalive_s = {spec.keepalive_s}\n',
             f"[status]\nheartbeat_s = {spec.heartbeat_s}\n",
-            "[http]\nport = 0\n",
+            f"[http]\nport = {self.gateway_http_ports.setdefault(spec.gateway_id, free_port())}\n",
         ]
         for dev in spec.devices:
             if dev.transport == "serial":
@@ -127,7 +129,8 @@ class Stack:
                              f'device_id = "{dev.device_id}"\n')
         return "\n".join(lines)
 
-    def start_gateway(self, spec: GatewaySpec, *, start_simulators: bool = True) -> None:
+    def start_gateway(self, spec: GatewaySpec, *, start_simulators: bool = True) -> dict[str, str]:
+        """Starts the gateway (and its devices' simulators); returns each device's simulator-side port."""
         ports: dict[str, str] = {}
         sim_ports: dict[str, str] = {}
         for dev in spec.devices:
@@ -144,6 +147,10 @@ class Stack:
                 target = sim_ports.get(dev.device_id) or \
                     f"tcp://127.0.0.1:{self.tcp_ports[f'{spec.gateway_id}/{dev.device_id}']}"
                 self.start_simulator(f"sim-{spec.gateway_id}-{dev.device_id}", dev, target)
+        for dev in spec.devices:
+            sim_ports.setdefault(dev.device_id,
+                                 f"tcp://127.0.0.1:{self.tcp_ports.get(f'{spec.gateway_id}/{dev.device_id}')}")
+        return sim_ports
 
     def restart_gateway(self, gateway_id: str) -> None:
         self._spawn(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "--config",
@@ -158,6 +165,22 @@ class Stack:
         if count is not None:
             args += ["--count", str(count)]
         self._spawn(name, args)
+
+    def gateway_status(self, gateway_id: str) -> dict[str, object]:
+        """The gateway's own view (outbox backlog, devices) from its local API."""
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.gateway_http_ports[gateway_id]}/api/v1/status"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return dict(json.load(resp))
+
+    def hq_get(self, path: str) -> dict[str, object]:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.hq_url + path, timeout=10) as resp:
+            return dict(json.load(resp))
 
     # ---- teardown -------------------------------------------------------------------------
     def stop(self) -> None:

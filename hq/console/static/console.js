@@ -18,9 +18,10 @@
     return Number.isInteger(v) ? String(v) : v.toFixed(1);
   }
   function label(metric) {
-    const known = document.querySelector(".tile" + sel("data-metric", metric) + " .label");
-    if (known) return known.textContent;
-    return metric.replace(/^MDC_/, "").replace(/_/g, " ").toLowerCase();
+    // The server's label table (hq/console/html.py METRIC_LABELS) comes with the page data.
+    if (page.labels && page.labels[metric]) return page.labels[metric];
+    const words = metric.replace(/^MDC_/, "").toLowerCase().split("_");
+    return words.map(function (w) { return w.charAt(0).toUpperCase() + w.slice(1); }).join(" ");
   }
 
   // ---- tiles -------------------------------------------------------------------------------
