@@ -134,6 +134,7 @@ class MqttLink:
         self._connected = asyncio.Event()
         self._lost: asyncio.Event = asyncio.Event()
         self._connack: asyncio.Future[ReasonCode] | None = None
+        self._subacks: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
         self._closing = False
@@ -249,6 +250,7 @@ class MqttLink:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
+        client.on_subscribe = self._handle_subscribe
         client.on_message = self._handle_message
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
@@ -289,8 +291,10 @@ class MqttLink:
         client = self._client
         assert client is not None
         self.connects += 1
-        for topic, qos in self._subscriptions:
-            client.subscribe(topic, qos=qos)
+        await self._subscribe_all(client)
+        if self._lost.is_set():
+            self._drop_client()
+            return
         self._connected.set()
         log.info("mqtt connected to %s:%s as %s", self.settings.host, self.settings.port, self.settings.client_id)
         if self._on_connect is not None:
@@ -310,6 +314,37 @@ class MqttLink:
             self._drop_client()
             if self._on_disconnect is not None:
                 self._on_disconnect()
+
+    async def _subscribe_all(self, client: paho.Client) -> None:
+        """Subscribe and wait for the SUBACKs, so "connected" means "receiving" (a message published
+        between our CONNECT and the broker processing our SUBSCRIBE would otherwise be missed)."""
+        assert self._loop is not None
+        waits: list[asyncio.Future[None]] = []
+        for topic, qos in self._subscriptions:
+            rc, mid = client.subscribe(topic, qos=qos)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                fut: asyncio.Future[None] = self._loop.create_future()
+                self._subacks[mid] = fut
+                waits.append(fut)
+        if not waits:
+            return
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            log.warning("mqtt broker did not acknowledge subscriptions within %s s", self.settings.connect_timeout_s)
+        finally:
+            self._subacks.clear()
+
+    def _handle_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any
+    ) -> None:
+        fut = self._subacks.pop(mid, None)
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.error("mqtt broker refused a subscription: %s", ", ".join(str(r) for r in failed))
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def _drop_client(self) -> None:
         client = self._client

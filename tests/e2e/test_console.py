@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from gateway import wire
 from tests.support.mosquitto import Mosquitto
-from tests.support.ports import free_port, wait_port
+from tests.support.ports import free_port, wait_http_ok
 
 pytestmark = pytest.mark.browser
 
@@ -44,7 +44,7 @@ def hq(broker: Mosquitto, tmp_path: Path) -> Iterator[Hq]:
     proc = subprocess.Popen([sys.executable, "-m", "hq", "serve", "--config", str(config)], cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_port("127.0.0.1", port, timeout_s=30)
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout_s=30)
         yield Hq(f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.mosquitto import Mosquitto
-from tests.support.ports import free_port, wait_port
+from tests.support.ports import free_port, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,7 +94,7 @@ class Stack:
         path = self.dir / "hq.toml"
         path.write_text(self.hq_config_text())
         self._spawn("hq", [sys.executable, "-m", "hq", "serve", "--config", str(path)])
-        wait_port("127.0.0.1", self.hq_port, timeout_s=30)
+        wait_http_ok(f"http://127.0.0.1:{self.hq_port}/healthz", timeout_s=30)
 
     @property
     def hq_url(self) -> str:
