@@ -310,76 +310,15 @@ def encode_oru_r40(
                 ]
             )
         )
-        segments.append(
-            f.join(
-                [
-                    "OBX",
-                    "3",
-                    "ST",
-                    f"68481{c}MDC_ATTR_EVENT_PHASE{c}MDC",
-                    f"{sub}.3",
-                    "start" if active else "end",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "F",
-                ]
-            )
+        attributes = (
+            ("68481", "MDC_ATTR_EVENT_PHASE", "start" if active else "end"),
+            ("68482", "MDC_ATTR_ALARM_STATE", "active" if active else "inactive"),
+            ("68483", "MDC_ATTR_ALARM_INACTIVATION_STATE", "enabled"),
+            ("68484", "MDC_ATTR_ALARM_PRIORITY", priority),
         )
-        segments.append(
-            f.join(
-                [
-                    "OBX",
-                    "4",
-                    "ST",
-                    f"68482{c}MDC_ATTR_ALARM_STATE{c}MDC",
-                    f"{sub}.4",
-                    "active" if active else "inactive",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "F",
-                ]
+        for set_id, (code, ref, text) in enumerate(attributes, start=3):
+            segments.append(
+                f.join(["OBX", str(set_id), "ST", f"{code}{c}{ref}{c}MDC", f"{sub}.{set_id}", text,
+                        "", "", "", "", "", "F"])
             )
-        )
-        segments.append(
-            f.join(
-                [
-                    "OBX",
-                    "5",
-                    "ST",
-                    f"68483{c}MDC_ATTR_ALARM_INACTIVATION_STATE{c}MDC",
-                    f"{sub}.5",
-                    "enabled",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "F",
-                ]
-            )
-        )
-        segments.append(
-            f.join(
-                [
-                    "OBX",
-                    "6",
-                    "ST",
-                    f"68484{c}MDC_ATTR_ALARM_PRIORITY{c}MDC",
-                    f"{sub}.6",
-                    priority,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "F",
-                ]
-            )
-        )
     return (segment_end.join(segments) + segment_end).encode("utf-8")

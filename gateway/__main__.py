@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    missing = [p for p in config.mqtt.secret_files() if not p.is_file()]
+    if missing:
+        print(f"gateway: {args.config}: file {missing[0]} (named in [mqtt]) does not exist", file=sys.stderr)
+        return 2
     if args.check_config:
         print(f"{args.config}: configuration is valid")
         return 0

@@ -15,7 +15,7 @@ from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.config import GatewayConfig
 from gateway.local_api import LocalApi
-from gateway.mqttlink import LinkSettings, MqttLink, TlsSettings, Will
+from gateway.mqttlink import MqttLink, Will
 from gateway.outbox import Outbox
 from gateway.uplink import Uplink
 
@@ -57,20 +57,11 @@ class Gateway:
         )
 
 
-def _link_settings(config: GatewayConfig) -> LinkSettings:
-    m = config.mqtt
-    password = m.password_file.read_text().strip() if m.password_file else None
-    tls = TlsSettings(str(m.ca_file), m.cert_file and str(m.cert_file), m.key_file and str(m.key_file)) \
-        if m.ca_file else None
-    return LinkSettings(host=m.host, port=m.port, client_id=config.gateway.id, keepalive_s=m.keepalive_s,
-                        username=m.username, password=password, tls=tls)
-
-
 def build(config: GatewayConfig) -> Gateway:
     g = config.gateway
     outbox = Outbox(config.outbox_path, g.id)
     offline = wire.Status(wire.GatewayState.OFFLINE, g.clinic_id, 0, software_version())
-    link = MqttLink(_link_settings(config), will=Will(wire.status_topic(g.id), wire.encode_status(offline)))
+    link = MqttLink(config.mqtt.link_settings(g.id), will=Will(wire.status_topic(g.id), wire.encode_status(offline)))
     uplink = Uplink(
         outbox, link, gateway_id=g.id, clinic_id=g.clinic_id,
         batch_max_records=config.outbox.batch_max_records,

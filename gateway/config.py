@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.mqttlink import BrokerSection
 from gateway.wire import valid_gateway_id
 
 
@@ -46,26 +47,6 @@ class GatewaySection:
         if not valid_gateway_id(self.clinic_id):
             raise ValueError(f"clinic_id {self.clinic_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
         check_zone(self.timezone)
-
-
-@dataclass(frozen=True)
-class MqttSection:
-    host: str = field(default="127.0.0.1", metadata=_doc("MQTT broker host."))
-    port: int = field(default=1883, metadata=_doc("MQTT broker port (8883 for TLS)."))
-    keepalive_s: int = field(default=30, metadata=_doc(
-        "MQTT keep-alive; the broker publishes the last will after 1.5x this without traffic."))
-    username: str | None = field(default=None, metadata=_doc("Broker user name, if the broker wants one."))
-    password_file: Path | None = field(default=None, metadata=_doc(
-        "File holding the broker password (secrets never go on the command line or in this file)."))
-    ca_file: Path | None = field(default=None, metadata=_doc("CA bundle to verify the broker (enables TLS)."))
-    cert_file: Path | None = field(default=None, metadata=_doc("This gateway's client certificate (mTLS)."))
-    key_file: Path | None = field(default=None, metadata=_doc("Private key of the client certificate."))
-
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port {self.port} must be 1-65535")
-        if not 5 <= self.keepalive_s <= 3600:
-            raise ValueError(f"keepalive_s {self.keepalive_s} must be 5-3600")
 
 
 @dataclass(frozen=True)
@@ -139,7 +120,7 @@ class TcpListener:
 @dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection = field(default_factory=GatewaySection)
-    mqtt: MqttSection = field(default_factory=MqttSection)
+    mqtt: BrokerSection = field(default_factory=BrokerSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
     status: StatusSection = field(default_factory=StatusSection)
     http: HttpSection = field(default_factory=HttpSection)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.prometheus import Metric, render
+from gateway.prometheus import Family, render
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -74,33 +74,33 @@ class LocalApi:
         s = gw.uplink.stats
         devices = gw.devices.values()
         metrics = [
-            Metric("gateway_outbox_depth", "gauge", "Entries waiting for HQ to commit them, per lane.",
+            Family("gateway_outbox_depth", "gauge", "Entries waiting for HQ to commit them, per lane.",
                    {(("lane", lane.name.lower()),): b.count for lane, b in backlog.items()}),
-            Metric("gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest waiting entry, per lane.",
+            Family("gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest waiting entry, per lane.",
                    {(("lane", lane.name.lower()),): (now_ms - b.oldest_ms) / 1000 if b.oldest_ms else 0
                     for lane, b in backlog.items()}),
-            Metric.single("gateway_outbox_appended_total", "counter", "Entries committed to the outbox.",
+            Family.single("gateway_outbox_appended_total", "counter", "Entries committed to the outbox.",
                           gw.outbox.appended_total),
-            Metric.single("gateway_outbox_commits_total", "counter", "Outbox transactions (fsyncs).",
+            Family.single("gateway_outbox_commits_total", "counter", "Outbox transactions (fsyncs).",
                           gw.outbox.commits_total),
-            Metric.single("gateway_uplink_batches_sent_total", "counter", "Batches published.", s.batches_sent),
-            Metric.single("gateway_uplink_records_sent_total", "counter", "Records published (incl. resends).",
+            Family.single("gateway_uplink_batches_sent_total", "counter", "Batches published.", s.batches_sent),
+            Family.single("gateway_uplink_records_sent_total", "counter", "Records published (incl. resends).",
                           s.records_sent),
-            Metric.single("gateway_uplink_records_acked_total", "counter", "Records HQ confirmed committed.",
+            Family.single("gateway_uplink_records_acked_total", "counter", "Records HQ confirmed committed.",
                           s.records_acked),
-            Metric.single("gateway_uplink_ack_timeouts_total", "counter", "Lanes resent after no ack.",
+            Family.single("gateway_uplink_ack_timeouts_total", "counter", "Lanes resent after no ack.",
                           s.ack_timeouts),
-            Metric.single("gateway_uplink_drain_rate", "gauge", "Records confirmed per second (30 s window).",
+            Family.single("gateway_uplink_drain_rate", "gauge", "Records confirmed per second (30 s window).",
                           gw.uplink.drain_rate_per_s()),
-            Metric.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
+            Family.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
                           1 if gw.link.is_connected else 0),
-            Metric.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",
+            Family.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",
                           gw.link.connects),
-            Metric("gateway_device_up", "gauge", "1 when the device sends data.",
+            Family("gateway_device_up", "gauge", "1 when the device sends data.",
                    {(("device", d.device_id),): 1 if d.state == "ok" else 0 for d in devices}),
-            Metric("gateway_device_records_total", "counter", "Records decoded per device.",
+            Family("gateway_device_records_total", "counter", "Records decoded per device.",
                    {(("device", d.device_id),): d.records_total for d in devices}),
-            Metric("gateway_device_rejected_frames_total", "counter", "Frames rejected per device.",
+            Family("gateway_device_rejected_frames_total", "counter", "Frames rejected per device.",
                    {(("device", d.device_id),): d.errors_total for d in devices}),
         ]
         return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",

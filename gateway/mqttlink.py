@@ -16,6 +16,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -74,6 +75,49 @@ class LinkSettings:
     username: str | None = None
     password: str | None = None
     tls: TlsSettings | None = None
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class BrokerSection:
+    """The [mqtt] table of both services' configuration: where the broker is and how to log in."""
+
+    host: str = field(default="127.0.0.1", metadata=_doc("MQTT broker host."))
+    port: int = field(default=1883, metadata=_doc("MQTT broker port (8883 for TLS)."))
+    keepalive_s: int = field(default=30, metadata=_doc(
+        "MQTT keep-alive; the broker publishes the last will after 1.5x this without traffic."))
+    username: str | None = field(default=None, metadata=_doc("Broker user name, if the broker wants one."))
+    password_file: Path | None = field(default=None, metadata=_doc(
+        "File holding the broker password (secrets never go on the command line or in this file)."))
+    ca_file: Path | None = field(default=None, metadata=_doc("CA bundle to verify the broker (enables TLS)."))
+    cert_file: Path | None = field(default=None, metadata=_doc("Client certificate (mutual TLS)."))
+    key_file: Path | None = field(default=None, metadata=_doc("Private key of the client certificate."))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} must be 1-65535")
+        if not 5 <= self.keepalive_s <= 3600:
+            raise ValueError(f"keepalive_s {self.keepalive_s} must be 5-3600")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("cert_file needs ca_file (TLS)")
+
+    def secret_files(self) -> list[Path]:
+        return [p for p in (self.password_file, self.ca_file, self.cert_file, self.key_file) if p is not None]
+
+    def link_settings(self, client_id: str) -> LinkSettings:
+        """Reads the password file; raises OSError if it cannot (check `secret_files()` at start)."""
+        password = self.password_file.read_text(encoding="utf-8").strip() if self.password_file else None
+        tls = None
+        if self.ca_file is not None:
+            tls = TlsSettings(str(self.ca_file), self.cert_file and str(self.cert_file),
+                              self.key_file and str(self.key_file))
+        return LinkSettings(host=self.host, port=self.port, client_id=client_id, keepalive_s=self.keepalive_s,
+                            username=self.username, password=password, tls=tls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except tomlconfig.ConfigError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    for secret in (config.database.password_file, config.mqtt.password_file):
+    for secret in [config.database.password_file, *config.mqtt.secret_files()]:
         if secret is not None and not secret.is_file():
             print(f"clinic-hq: {args.config}: secret file {secret} does not exist", file=sys.stderr)
             return EXIT_CONFIG

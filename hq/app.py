@@ -14,24 +14,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from gateway.mqttlink import LinkSettings, MqttLink, TlsSettings
+from gateway.mqttlink import MqttLink
 from hq import api, db, observability
 from hq.appkeys import CONFIG, ENGINE, HUB, INGEST, LINK, SOCKETS
-from hq.config import HqConfig, MqttSection
+from hq.config import HqConfig
 from hq.console import pages, websocket
 from hq.ingest import Ingest
 from hq.live import LiveHub
 
 log = logging.getLogger(__name__)
-
-
-def link_settings(m: MqttSection) -> LinkSettings:
-    password = m.password_file.read_text(encoding="utf-8").strip() if m.password_file else None
-    tls = None
-    if m.ca_file is not None:
-        tls = TlsSettings(str(m.ca_file), m.cert_file and str(m.cert_file), m.key_file and str(m.key_file))
-    return LinkSettings(host=m.host, port=m.port, client_id=m.client_id, keepalive_s=m.keepalive_s,
-                        username=m.username, password=password, tls=tls)
 
 
 def create_app(config: HqConfig) -> web.Application:
@@ -63,7 +54,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    link = MqttLink(link_settings(config.mqtt))
+    link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
     ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest)
     link.set_handlers(subscriptions=ingest.subscriptions, on_message=ingest.on_message)
     app[LINK] = link

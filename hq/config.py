@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.mqttlink import BrokerSection
 from gateway.wire import valid_gateway_id
 
 
@@ -33,29 +34,14 @@ class DatabaseSection:
 
 
 @dataclass(frozen=True)
-class MqttSection:
-    host: str = field(default="127.0.0.1", metadata=_doc("MQTT broker host."))
-    port: int = field(default=1883, metadata=_doc("MQTT broker port (8883 for TLS)."))
+class MqttSection(BrokerSection):
     client_id: str = field(default="hq-1", metadata=_doc(
         "MQTT client id of this HQ worker; unique per worker (workers share the data subscription)."))
-    keepalive_s: int = field(default=30, metadata=_doc("MQTT keep-alive interval."))
-    username: str | None = field(default=None, metadata=_doc("Broker user name, if the broker wants one."))
-    password_file: Path | None = field(default=None, metadata=_doc("File holding the broker password."))
-    ca_file: Path | None = field(default=None, metadata=_doc("CA bundle to verify the broker (enables TLS)."))
-    cert_file: Path | None = field(default=None, metadata=_doc("HQ's client certificate (mTLS)."))
-    key_file: Path | None = field(default=None, metadata=_doc("Private key of the client certificate."))
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port {self.port} must be 1-65535")
-        if not 5 <= self.keepalive_s <= 3600:
-            raise ValueError(f"keepalive_s {self.keepalive_s} must be 5-3600")
+        super().__post_init__()
         if not valid_gateway_id(self.client_id):
             raise ValueError(f"client_id {self.client_id!r} must be 1-64 letters, digits, '-', '_' or '.'")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be set together")
-        if self.cert_file is not None and self.ca_file is None:
-            raise ValueError("cert_file needs ca_file (TLS)")
 
 
 @dataclass(frozen=True)

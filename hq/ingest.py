@@ -16,12 +16,12 @@ import sqlalchemy as sa
 
 from gateway import wire
 from gateway.mqttlink import Message, MqttError, MqttLink
+from gateway.prometheus import Histogram
 from hq import store
 from hq.clock import now_ms
 from hq.commit_plan import CommitPlan, Received, ReceivedBatch, ReceivedStatus, plan_commit
 from hq.config import IngestSection
 from hq.live import LiveHub
-from hq.metrics_exposition import Histogram
 from hq.representations import gateway_json, observation_json
 
 log = logging.getLogger(__name__)

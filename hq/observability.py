@@ -1,6 +1,6 @@
 """/healthz and /metrics: whether HQ can do its job, and Prometheus counters of how it is doing it.
 
-Handlers only; the exposition format is in `hq.metrics_exposition`, the counters live on `Ingest` and `LiveHub`.
+Handlers only; the exposition format is in `gateway.prometheus`, the counters live on `Ingest` and `LiveHub`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import logging
 import sqlalchemy as sa
 from aiohttp import web
 
+from gateway.prometheus import Family, render
 from hq import db, queries
 from hq.appkeys import ENGINE, HUB, INGEST, LINK
-from hq.metrics_exposition import Family, render
 
 log = logging.getLogger(__name__)
 

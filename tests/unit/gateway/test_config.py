@@ -57,3 +57,15 @@ def test_check_config_command(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "gateway", "--config", str(path), "--check-config"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_secret_file_is_reported_before_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "gw.toml"
+    path.write_text(GOOD.replace("[[serial]]", f'[mqtt]\npassword_file = "{tmp_path}/nope"\n\n[[serial]]'))
+    proc = subprocess.run([sys.executable, "-m", "gateway", "--config", str(path), "--check-config"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"file {tmp_path}/nope (named in [mqtt]) does not exist" in proc.stderr

@@ -1,12 +1,34 @@
-from gateway.prometheus import Metric, render
+"""Prometheus text exposition written by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.prometheus import Family, Histogram, render
 
 
-def test_render_counters_gauges_and_labels() -> None:
+def test_counter_gauge_and_labels() -> None:
     text = render([
-        Metric.single("x_total", "counter", "Things.", 3),
-        Metric("depth", "gauge", "Depth per lane.", {(("lane", 'a"b'),): 1.5, (("lane", "c"),): 0}),
+        Family.single("hq_readings_total", "counter", "Readings stored", 12),
+        Family("hq_lanes", "gauge", "Per lane", {(("lane", 'a"b\\c'),): 1.5}),
     ])
     assert text == (
-        "# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n"
-        '# HELP depth Depth per lane.\n# TYPE depth gauge\ndepth{lane="a\\"b"} 1.5\ndepth{lane="c"} 0\n'
+        "# HELP hq_readings_total Readings stored\n# TYPE hq_readings_total counter\nhq_readings_total 12\n"
+        '# HELP hq_lanes Per lane\n# TYPE hq_lanes gauge\nhq_lanes{lane="a\\"b\\\\c"} 1.5\n'
     )
+
+
+def test_histogram_buckets_are_cumulative_with_inf() -> None:
+    h = Histogram([10, 100])
+    for v in (5, 10, 50, 1000):
+        h.observe(v)
+    text = render([Family("lag_ms", "histogram", "Lag", histogram=h)])
+    assert 'lag_ms_bucket{le="10"} 2\n' in text
+    assert 'lag_ms_bucket{le="100"} 3\n' in text
+    assert 'lag_ms_bucket{le="+Inf"} 4\n' in text
+    assert "lag_ms_sum 1065\nlag_ms_count 4\n" in text
+
+
+def test_histogram_bounds_must_increase() -> None:
+    with pytest.raises(ValueError):
+        Histogram([5, 1])
