@@ -34,6 +34,25 @@ METRIC_LABELS = {
 }
 
 
+# UCUM codes are exact but not what a nurse reads: display forms for the common ones.
+UNIT_LABELS = {
+    "Cel": "\u00b0C",
+    "[degF]": "\u00b0F",
+    "mm[Hg]": "mmHg",
+    "cm[H2O]": "cmH\u2082O",
+    "/min": "/min",
+    "%": "%",
+    "kPa": "kPa",
+    "mg/dL": "mg/dL",
+    "mmol/L": "mmol/L",
+    "kg": "kg",
+}
+
+
+def unit_label(unit: str | None) -> str:
+    return "" if unit is None else UNIT_LABELS.get(unit, unit)
+
+
 def e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
@@ -50,12 +69,13 @@ def format_value(value: float | None) -> str:
 
 def page(title: str, body: str, *, page_data: Mapping[str, Any]) -> str:
     # Page data goes to the script as JSON in a data attribute: escaped like any other value.
+    script_data = {**page_data, "labels": METRIC_LABELS, "units": UNIT_LABELS}
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{e(title)} \u00b7 Clinic HQ</title>"
         "<link rel=\"stylesheet\" href=\"/static/console.css\"></head>"
-        f"<body data-page=\"{e(json.dumps({**page_data, 'labels': METRIC_LABELS}))}\" data-live=\"connecting\">"
+        f"<body data-page=\"{e(json.dumps(script_data))}\" data-live=\"connecting\">"
         "<header class=\"top\"><a href=\"/\" class=\"brand\">Clinic HQ</a>"
         "<span class=\"live-state\" id=\"live-state\">connecting\u2026</span></header>"
         f"<p class=\"safety\" role=\"note\" id=\"safety-notice\">{e(SAFETY_NOTICE)}</p>"
@@ -68,7 +88,7 @@ def tile(obs: Mapping[str, Any]) -> str:
         f"<div class=\"tile\" data-patient=\"{e(obs['patient_id'])}\" data-metric=\"{e(obs['metric'])}\">"
         f"<div class=\"label\">{e(metric_label(obs['metric']))}</div>"
         f"<div class=\"reading\"><span class=\"value\">{e(format_value(obs['value']))}</span> "
-        f"<span class=\"unit\">{e(obs['unit'] or '')}</span></div>"
+        f"<span class=\"unit\" title=\"{e(obs['unit'] or '')}\">{e(unit_label(obs['unit']))}</span></div>"
         f"<time class=\"time\" datetime=\"{e(obs['time'])}\">{e(obs['time'])}</time></div>"
     )
 

@@ -66,7 +66,9 @@
     const time = tile.querySelector(".time");
     if (time.getAttribute("datetime") && time.getAttribute("datetime") > item.time) return; // older backlog
     tile.querySelector(".value").textContent = formatValue(item.value);
-    tile.querySelector(".unit").textContent = item.unit || "";
+    const unit = tile.querySelector(".unit");
+    unit.textContent = (page.units && page.units[item.unit]) || item.unit || "";
+    unit.title = item.unit || "";
     time.setAttribute("datetime", item.time);
     time.textContent = item.time;
     tile.classList.remove("fresh");
