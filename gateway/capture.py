@@ -24,7 +24,7 @@ from devices.hl7 import Hl7Decoder
 from devices.masimo import MasimoDecoder
 from devices.records import DecodeError, DecodeResult
 from gateway.config import Protocol
-from gateway.outbox import Entry, entry_from_record
+from gateway.outbox import Entry, OutboxError, entry_from_record
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class DeviceHealth:
     records_total: int = 0
     errors_total: int = 0
     reconnects: int = 0
+    store_failures: int = 0
 
 
 Store = Callable[[Sequence[Entry]], Awaitable[list[int]]]
@@ -105,7 +106,10 @@ class DeviceSession:
         self.health.state = state
         now = clock_ms()
         log.info("device %s (%s) is %s: %s", self.health.device_id, self.health.source, state, detail)
-        await self.store([state_event(self.health, detail, now)])
+        try:
+            await self.store([state_event(self.health, detail, now)])
+        except OutboxError as exc:
+            log.error("device %s: state event not stored: %s", self.health.device_id, exc)
         if self.on_state is not None:
             self.on_state(self.health)
 
@@ -129,7 +133,14 @@ class DeviceSession:
         for error in result.errors:
             self._report(error)
         if result.records:
-            await self.store([entry_from_record(r, recv_ms, self.patient_id) for r in result.records])
+            try:
+                await self.store([entry_from_record(r, recv_ms, self.patient_id) for r in result.records])
+            except OutboxError as exc:
+                # Disk full or failing: keep reading the device (its next frames may fit) but do not
+                # acknowledge what we could not store, so a device that retries will resend it.
+                self.health.store_failures += 1
+                log.error("device %s: %d readings NOT stored: %s", self.health.device_id, len(result.records), exc)
+                return []
             self.health.records_total += len(result.records)
         return result.replies
 

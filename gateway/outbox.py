@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,7 +148,6 @@ class Outbox:
         self.appended_total = 0
         self.removed_total = 0
         self.commits_total = 0
-        self._thread_id: int | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -163,15 +161,17 @@ class Outbox:
         self._executor.shutdown(wait=True)
 
     def _open_sync(self) -> None:
-        self._thread_id = threading.get_ident()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"cannot create the outbox directory {self.path.parent}: {exc.strerror}") from exc
         engine = sa.create_engine(f"sqlite:///{self.path}", poolclass=sa.pool.StaticPool)
         event.listen(engine, "connect", _sqlite_pragmas)
         self._engine = engine
         conn = engine.connect()
         self._conn = conn
         try:
-            with conn.begin():
+            with self._transaction(conn):
                 metadata.create_all(conn)
                 rows = dict(conn.execute(sa.select(meta_table.c.key, meta_table.c.value)).all())
                 if "gateway_id" not in rows:
@@ -197,8 +197,8 @@ class Outbox:
                     self._strings[text] = sid
                     self._strings_rev[sid] = text
                 self._committed_string_ids = set(self._strings_rev)
-        except sa.exc.DatabaseError as exc:
-            raise OutboxError(f"cannot open outbox {self.path}: {exc.orig}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {getattr(exc, 'orig', None) or exc}") from exc
 
     def _close_sync(self) -> None:
         if self._conn is not None:
@@ -207,9 +207,20 @@ class Outbox:
             self._engine.dispose()
         self._conn = None
 
+    @staticmethod
+    def _transaction(conn: sa.Connection) -> sa.RootTransaction:
+        # A transaction left open by a failed statement would make every later begin() fail:
+        # start each unit of work from a clean connection.
+        if conn.in_transaction():
+            conn.rollback()
+        return conn.begin()
+
     async def _run(self, fn: Any, *args: Any) -> Any:
         assert self._loop is not None
-        return await self._loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await self._loop.run_in_executor(self._executor, fn, *args)
+        except sa.exc.SQLAlchemyError as exc:
+            raise OutboxError(f"outbox {self.path}: {getattr(exc, 'orig', None) or exc}") from exc
 
     # ---- writing ---------------------------------------------------------------------------
     async def append(self, entries: Sequence[Entry]) -> list[int]:
@@ -257,7 +268,7 @@ class Outbox:
         strings_before = len(self._strings)
         intern = self._intern
         try:
-            with conn.begin():
+            with self._transaction(conn):
                 for e in entries:
                     rows = by_lane.get(e.lane)
                     if rows is None:
@@ -304,7 +315,7 @@ class Outbox:
         conn = self._conn
         assert conn is not None
         t = LANE_TABLES[lane]
-        with conn.begin():
+        with self._transaction(conn):
             rows = conn.execute(
                 sa.select(t).where(t.c.seq > after_seq).order_by(t.c.seq).limit(limit)
             ).all()
@@ -328,7 +339,7 @@ class Outbox:
         conn = self._conn
         assert conn is not None
         removed = 0
-        with conn.begin():
+        with self._transaction(conn):
             for lane, first, last in ranges:
                 t = LANE_TABLES[lane]
                 n = conn.execute(t.delete().where(t.c.seq.between(first, last))).rowcount
@@ -344,7 +355,7 @@ class Outbox:
         conn = self._conn
         assert conn is not None
         out: dict[Lane, LaneBacklog] = {}
-        with conn.begin():
+        with self._transaction(conn):
             for lane, t in LANE_TABLES.items():
                 count = self._counts[lane]
                 oldest = None
@@ -370,7 +381,7 @@ class Outbox:
     def _size_sync(self) -> int:
         conn = self._conn
         assert conn is not None
-        with conn.begin():
+        with self._transaction(conn):
             pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
             free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
             size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()

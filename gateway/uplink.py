@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gateway import wire
 from gateway.mqttlink import Message, MqttError, MqttLink
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, OutboxError
 from gateway.wire import Lane
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,11 @@ class Uplink:
             self._expire_inflight()
             sent = False
             if len(self._inflight) < self.max_inflight_batches:
-                sent = await self._send_next()
+                try:
+                    sent = await self._send_next()
+                except OutboxError as exc:
+                    log.error("cannot read the outbox: %s; retrying", exc)
+                    await asyncio.sleep(1.0)
             if not sent:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

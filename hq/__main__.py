@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import tomlconfig
-from hq.app import create_app
+from hq.app import StartupError, create_app
 from hq.config import HqConfig
 
 log = logging.getLogger("hq")
@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"clinic-hq: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

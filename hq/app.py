@@ -12,6 +12,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator
 
+import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
@@ -23,6 +24,10 @@ from hq.ingest import Ingest
 from hq.live import LiveHub
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """HQ cannot start (e.g. its database is unreachable); the message is for the operator."""
 
 
 def create_app(config: HqConfig) -> web.Application:
@@ -45,7 +50,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     d = app[CONFIG].database
     engine = db.create_engine_for(db.database_url(d.url, d.password_file), pool_size=d.pool_size,
                                   max_overflow=d.max_overflow)
-    await asyncio.to_thread(db.create_schema, engine)
+    try:
+        await asyncio.to_thread(db.create_schema, engine)
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise StartupError(f"cannot open database {where}: {getattr(exc, 'orig', None) or exc}") from exc
     app[ENGINE] = engine
     log.info("database ready: %s", engine.url.render_as_string(hide_password=True))
     yield

@@ -137,3 +137,28 @@ def test_a_committed_reading_survives_kill_9(tmp_path: Path) -> None:
         await ob.close()
 
     asyncio.run(check())
+
+
+async def test_unusable_location_is_a_clear_outbox_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    ob = Outbox(blocker / "sub" / "o.db", "gw-a")
+    with pytest.raises(OutboxError, match="cannot create the outbox directory"):
+        await ob.open()
+
+
+async def test_a_full_disk_fails_the_append_and_loses_nothing_committed(tmp_path: Path) -> None:
+    """SQLite's max_page_count stands in for a full disk: the append fails cleanly, earlier data stays."""
+    ob = Outbox(tmp_path / "o.db", "gw-a")
+    await ob.open()
+    await ob.append([vital(i) for i in range(100)])
+    assert ob._conn is not None
+    await ob._run(lambda: ob._conn.exec_driver_sql("PRAGMA max_page_count = 40").close())
+    with pytest.raises(OutboxError, match="full"):
+        for start in range(0, 20_000, 1000):
+            await ob.append([vital(i) for i in range(start, start + 1000)])
+    rows = await ob.read_lane(Lane.VITALS, 0, 100_000)
+    assert [r.seq for r in rows][:100] == list(range(1, 101))
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    assert ob.next_seq == len(rows) + 1  # a failed commit consumed no sequence numbers
+    await ob.close()
