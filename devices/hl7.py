@@ -39,6 +39,7 @@ from devices.records import AlarmInfo, AlarmState, DecodeError, DecodeResult, Ki
 _NM = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _DETECT_LIMIT = 4096
 _CACHE_LIMIT = 4096
+_DELIMITER_SETS_LIMIT = 8
 _PRIORITIES = {"PH": "high", "PM": "medium", "PL": "low", "PN": "none", "PI": "none"}
 _INACTIVE_STATES = frozenset({"inactive", "off"})
 _INACTIVE_PHASES = frozenset({"end"})
@@ -89,10 +90,12 @@ class Hl7Decoder:
         self._pending = bytearray()
         self._pending_base = 0
         self._offset_shift = 0  # stream offset of the framer's first byte
+        self._framer_fed = 0  # bytes given to the current framer
         self._garbage_reported = False
         # Identifier and unit fields repeat in every message: memoise their lookups (bounded).
-        self.metric_cache: dict[tuple[str, Delimiters], str | None] = {}
-        self.unit_cache: dict[tuple[str, Delimiters], str | None] = {}
+        # Identifier and unit mappings per delimiter set (almost always one): raw field -> result.
+        self.metric_caches: dict[Delimiters, dict[str, str | None]] = {}
+        self.unit_caches: dict[Delimiters, dict[str, str | None]] = {}
 
     @property
     def framing(self) -> str | None:
@@ -108,9 +111,25 @@ class Hl7Decoder:
             data = self._detect(data, result)
             if self._framer is None:
                 return result
+        vt = data.find(b"\x0b") if isinstance(self._framer, BareHl7Framer) else -1
+        if vt != -1:
+            # A VT never occurs in bare HL7 text: the stream is MLLP after all (the "MSH" that made us
+            # pick bare framing was noise). Finish the bare part and frame the rest as MLLP.
+            self._feed_framer(data[:vt], now, result)
+            for item in self._framer.flush():
+                self._handle(item, now, result)
+            self._offset_shift += self._framer_fed
+            self._framer = MllpFramer(self.max_message_bytes)
+            self._framer_fed = 0
+            data = data[vt:]
+        self._feed_framer(data, now, result)
+        return result
+
+    def _feed_framer(self, data: bytes, now: datetime | None, result: DecodeResult) -> None:
+        assert self._framer is not None
+        self._framer_fed += len(data)
         for item in self._framer.feed(data):
             self._handle(item, now, result)
-        return result
 
     def flush(self, now: datetime | None = None) -> DecodeResult:
         """End of input or idle line: emit a pending bare message, report an unfinished frame."""
@@ -207,6 +226,8 @@ class _MessageDecoder:
         self.errors: list[DecodeError] = []
         self._times: dict[str, datetime | None] = {}
         self._component = "^"
+        self._metric_cache: dict[str, str | None] = {}
+        self._unit_cache: dict[str, str | None] = {}
 
     def run(self) -> None:
         try:
@@ -264,6 +285,11 @@ class _MessageDecoder:
 
     def _decode(self, msh: Segment, segments: list[tuple[int, str]], delims: Delimiters) -> None:
         self._component = delims.component
+        if len(self.decoder.metric_caches) > _DELIMITER_SETS_LIMIT:
+            self.decoder.metric_caches.clear()
+            self.decoder.unit_caches.clear()
+        self._metric_cache = self.decoder.metric_caches.setdefault(delims, {})
+        self._unit_cache = self.decoder.unit_caches.setdefault(delims, {})
         kind = (msh.component(9, 1), msh.component(9, 2))
         if kind not in (("ORU", "R01"), ("ORU", "R40")):
             raise _Rejected(
@@ -278,6 +304,9 @@ class _MessageDecoder:
                 msh_time = parse_dtm(msh7, self.decoder.tz)
             except ValueError:
                 msh_time = None
+        if msh_time is not None:
+            # OBX-14 usually repeats MSH-7: let it hit the per-message time cache.
+            self._times.setdefault(msh7, msh_time.astimezone(UTC))
         base = msh_time or self.now
         if base is None:
             raise _Rejected(
@@ -325,8 +354,8 @@ class _MessageDecoder:
         return unescape(parts[0], d), unescape(parts[1], d), unescape(parts[2], d)
 
     def _metric(self, raw: str, d: Delimiters) -> str | None:
-        cache = self.decoder.metric_cache
-        key = (raw, d)
+        cache = self._metric_cache
+        key = raw
         if key in cache:
             return cache[key]
         code, ref, system = self._identifier(raw, d)
@@ -344,8 +373,8 @@ class _MessageDecoder:
     def _unit(self, raw: str, d: Delimiters) -> str | None:
         if not raw:
             return None
-        cache = self.decoder.unit_cache
-        key = (raw, d)
+        cache = self._unit_cache
+        key = raw
         if key in cache:
             return cache[key]
         comps = [unescape(c, d) for c in raw.split(d.component)]

@@ -265,3 +265,19 @@ def test_leading_noise_before_bare_message_is_reported() -> None:
 def test_input_without_any_message_is_reported_once() -> None:
     r = decode(b"\xff" * 10000, step=100)
     assert r.records == [] and len(r.errors) == 1
+
+
+def test_noise_that_looks_like_a_bare_message_does_not_hide_mllp_frames() -> None:
+    """An 'MSH' in line noise before the first VT used to lock the stream into bare framing."""
+    from devices.hl7_encoder import encode_oru_r01
+    from devices.mllp import frame
+    from devices.records import Kind, Record
+
+    when = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+    obs = [Record(Kind.OBSERVATION, "MDC_PULS_OXIM_SAT_O2", 97.0, "%", when, "P1", "bed-1")]
+    stream = b"MSH\r" + frame(encode_oru_r01(obs, control_id="1")) + frame(encode_oru_r01(obs, control_id="2"))
+    decoder = Hl7Decoder("bed-1", ZoneInfo("UTC"))
+    result = decoder.feed(stream)
+    assert result.records == obs * 2
+    assert decoder.framing == "mllp"
+    assert len(result.errors) == 1 and result.errors[0].offset == 0
