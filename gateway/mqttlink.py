@@ -182,6 +182,7 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
         self._closing = False
+        self._failures = 0
         self.connects = 0
         self.disconnects = 0
 
@@ -322,14 +323,23 @@ class MqttLink:
                 )
                 reason = await self._connack
         except (OSError, TimeoutError, ssl.SSLError, socket.gaierror) as exc:
-            log.warning("mqtt connect to %s:%s failed: %s", s.host, s.port, exc or type(exc).__name__)
-            self._drop_client()
+            self._connect_failed(f"connect to {s.host}:{s.port} failed: {exc or type(exc).__name__}")
             return False
         if reason.is_failure:
-            log.warning("mqtt broker %s:%s refused connection: %s", s.host, s.port, reason)
-            self._drop_client()
+            self._connect_failed(f"broker {s.host}:{s.port} refused the connection: {reason}")
             return False
+        self._failures = 0
         return True
+
+    def _connect_failed(self, why: str) -> None:
+        self._drop_client()
+        self._failures += 1
+        # A broker away for hours must not flood the journal: the first failure, then one line a minute.
+        if self._failures == 1 or self._failures % max(1, int(60 / self.settings.backoff_max_s)) == 0:
+            log.warning("mqtt %s (attempt %d; retrying every %.0f s at most)", why, self._failures,
+                        self.settings.backoff_max_s)
+        else:
+            log.debug("mqtt %s", why)
 
     async def _serve_connection(self) -> None:
         client = self._client

@@ -75,6 +75,7 @@ class Uplink:
         self._inflight: dict[tuple[Lane, int, int], InFlight] = {}
         self._wake = asyncio.Event()
         self._status_due = asyncio.Event()
+        self._ack_tasks: set[asyncio.Task[None]] = set()
         self.stats = UplinkStats()
         self.committed_seq = 0
 
@@ -101,7 +102,10 @@ class Uplink:
             self.stats.acks_rejected += 1
             log.error("ignoring malformed ack on %s: %s", message.topic, exc)
             return
-        asyncio.get_running_loop().create_task(self._apply_ack(ack))
+        task = asyncio.get_running_loop().create_task(self._apply_ack(ack))
+        # The loop keeps only weak references to tasks: hold on until the ack is applied.
+        self._ack_tasks.add(task)
+        task.add_done_callback(self._ack_tasks.discard)
 
     def set_status_source(self, source: Callable[[], Awaitable[wire.Status]]) -> None:
         self._status_source = source

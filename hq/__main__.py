@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway import tomlconfig
 from hq.app import StartupError, create_app
+from hq.appkeys import FATAL
 from hq.config import HqConfig
 
 log = logging.getLogger("hq")
@@ -50,31 +51,43 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        asyncio.run(serve(config))
+        failure = asyncio.run(serve(config))
     except StartupError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
+        return 1
+    if failure:
+        print(f"clinic-hq: stopped: {failure}", file=sys.stderr)
         return 1
     return 0
 
 
-async def serve(config: HqConfig, stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set or SIGINT/SIGTERM arrives, then shut down cleanly."""
+async def serve(config: HqConfig, stop: asyncio.Event | None = None) -> str | None:
+    """Serve until `stop` is set or SIGINT/SIGTERM arrives, then shut down cleanly.
+
+    Returns None after a requested stop, or why HQ had to stop (a background task died).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(config), handle_signals=False)
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
+    failure: str | None = None
     try:
         site = web.TCPSite(runner, config.http.host, config.http.port)
         await site.start()
         log.info("hq listening on http://%s:%s", config.http.host, config.http.port)
-        await stop.wait()
-        log.info("hq stopping")
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([stopped, app[FATAL]], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failure = app[FATAL].result() if app[FATAL].done() else None
+        log.info("hq stopping%s", f" after a failure: {failure}" if failure else "")
     finally:
         await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    return failure
 
 
 if __name__ == "__main__":

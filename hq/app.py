@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from hq import api, db, observability
-from hq.appkeys import CONFIG, ENGINE, HUB, INGEST, LINK, SOCKETS
+from hq.appkeys import CONFIG, ENGINE, FATAL, HUB, INGEST, LINK, SOCKETS
 from hq.config import HqConfig
 from hq.console import pages, websocket
 from hq.ingest import Ingest
@@ -70,8 +71,10 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     app[LINK] = link
     app[INGEST] = ingest
     tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest")]
+    fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    app[FATAL] = fatal
     for task in tasks:
-        task.add_done_callback(_report_crash)
+        task.add_done_callback(functools.partial(_report_crash, fatal))
     yield
     await link.close()
     for task in tasks:
@@ -81,9 +84,14 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s stopped: %r", task.get_name(), task.exception())
+def _report_crash(fatal: asyncio.Future[str], task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    message = f"background task {task.get_name()} stopped: {exc!r}" if exc else f"{task.get_name()} ended"
+    log.error("%s", message, exc_info=exc)
+    if not fatal.done():
+        fatal.set_result(message)
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -5,6 +5,7 @@ Only the keys: the composition root fills them, handlers read them.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 import sqlalchemy as sa
@@ -21,3 +22,6 @@ LINK = web.AppKey("link", MqttLink)
 HUB = web.AppKey("hub", LiveHub)
 INGEST = web.AppKey("ingest", Ingest)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+# Set when a background task (MQTT link, ingest) dies: the service stops with a failure exit status
+# so systemd restarts it, instead of serving pages while silently ingesting nothing.
+FATAL = web.AppKey("fatal", asyncio.Future[str])
