@@ -121,3 +121,28 @@ def test_gateway_killed_shows_offline_at_hq_and_resumes_without_loss(stack: Stac
                what="drained")
     seqs = [r[0] for r in hq_rows_sqlite(stack, "gw-k")]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 20
+
+
+def test_broker_restart_loses_nothing_and_the_uplink_returns_within_10_s(stack: Stack) -> None:
+    monitor = SimulatedDevice("monitor-1", "hl7", "P-0001", rate=10, seed=9)
+    spec = GatewaySpec("gw-b", "clinic-b", [monitor], heartbeat_s=1)
+    stack.start_broker()
+    stack.start_hq()
+    stack.start_gateway(spec)
+    eventually(lambda: stack.gateway_status("gw-b")["uplink"]["records_acked"] > 20, what="data flowing")
+    stack.broker.stop()
+    time.sleep(3)  # the monitor keeps sending: readings pile up in the outbox
+    assert stack.gateway_status("gw-b")["connected"] is False
+    stack.broker.start()
+    back_at = time.monotonic()
+    eventually(lambda: stack.gateway_status("gw-b")["connected"], timeout_s=10, what="uplink back")
+    assert time.monotonic() - back_at <= 10
+    acked_before = stack.gateway_status("gw-b")["uplink"]["records_acked"]
+    eventually(lambda: stack.gateway_status("gw-b")["uplink"]["records_acked"] > acked_before + 20,
+               timeout_s=30, what="HQ confirming again")
+    stack.stop_process("sim-gw-b-monitor-1")
+    eventually(lambda: sum(b["count"] for b in stack.gateway_status("gw-b")["backlog"].values()) == 0,
+               timeout_s=40, what="drained")
+    status = stack.gateway_status("gw-b")
+    seqs = [r[0] for r in hq_rows_sqlite(stack, "gw-b")]
+    assert seqs == list(range(1, status["outbox"]["next_seq"])), "every committed reading at HQ exactly once"

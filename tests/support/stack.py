@@ -155,6 +155,7 @@ class Stack:
     def restart_gateway(self, gateway_id: str) -> None:
         self._spawn(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "--config",
                                          str(self.gateway_configs[gateway_id])])
+        wait_http_ok(f"http://127.0.0.1:{self.gateway_http_ports[gateway_id]}/healthz", timeout_s=30)
 
     def start_simulator(self, name: str, dev: SimulatedDevice, target: str, count: int | None = None) -> None:
         args = [sys.executable, "-m", "devices", "simulate", "--protocol", dev.protocol, "--port", target,
