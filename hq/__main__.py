@@ -27,6 +27,7 @@ EXIT_CONFIG = 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinic-hq", description="Clinic HQ: ingest, JSON API and web console.")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config-reference", help="print every setting with its default and meaning (Markdown)")
     serve = sub.add_parser("serve", help="run HQ")
     serve.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
     serve.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "config-reference":
+        print(tomlconfig.markdown_reference(HqConfig), end="")
+        return 0
     try:
         config = tomlconfig.load(args.config, HqConfig)
     except tomlconfig.ConfigError as exc:
