@@ -41,7 +41,8 @@ test-unit: venv
 	$(PY) -m pytest -q tests/unit
 
 lint: venv
-	$(VENV)/bin/ruff check devices gateway hq tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: system-deps venv
 	$(PY) -m bench

@@ -114,8 +114,8 @@ class BrokerSection:
         password = self.password_file.read_text(encoding="utf-8").strip() if self.password_file else None
         tls = None
         if self.ca_file is not None:
-            tls = TlsSettings(str(self.ca_file), self.cert_file and str(self.cert_file),
-                              self.key_file and str(self.key_file))
+            tls = TlsSettings(str(self.ca_file), str(self.cert_file) if self.cert_file else None,
+                              str(self.key_file) if self.key_file else None)
         return LinkSettings(host=self.host, port=self.port, client_id=client_id, keepalive_s=self.keepalive_s,
                             username=self.username, password=password, tls=tls)
 
@@ -310,7 +310,7 @@ class MqttLink:
         self._client = client
         self._lost = asyncio.Event()
         self._connack = self._loop.create_future()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.session_expiry_s
         try:
             # paho's connect() does a blocking TCP (and TLS) handshake: keep it off the loop.
@@ -496,15 +496,15 @@ class MqttLink:
             return
         props: dict[str, Any] = {}
         if msg.properties is not None:
-            props = msg.properties.json()
+            props = msg.properties.json()  # type: ignore[no-untyped-call]
         try:
-            self._on_message(Message(msg.topic, msg.payload, bool(msg.retain), props))
+            self._on_message(Message(msg.topic, bytes(msg.payload), bool(msg.retain), props))
         except Exception:
             log.exception("mqtt message handler failed for topic %s", msg.topic)
 
 
 def _publish_properties(values: dict[str, Any]) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     for name, value in values.items():
         setattr(props, name, value)
     return props

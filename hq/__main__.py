@@ -82,10 +82,10 @@ async def serve(config: HqConfig, stop: asyncio.Event | None = None) -> str | No
         site = web.TCPSite(runner, config.http.host, config.http.port)
         await site.start()
         log.info("hq listening on http://%s:%s", config.http.host, config.http.port)
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([stopped, app[FATAL]], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        failure = app[FATAL].result() if app[FATAL].done() else None
+        fatal = app[FATAL]
+        fatal.add_done_callback(lambda _: stop.set())
+        await stop.wait()
+        failure = fatal.result() if fatal.done() else None
         log.info("hq stopping%s", f" after a failure: {failure}" if failure else "")
     finally:
         await runner.cleanup()

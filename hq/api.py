@@ -31,7 +31,8 @@ def json_error(status: int, body: dict[str, Any]) -> web.Response:
 async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Parameter errors become 400s naming the parameter; an unreachable database a 503."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except ParamError as exc:
         return json_error(400, exc.to_json())
     except sa.exc.SQLAlchemyError as exc:

@@ -95,5 +95,6 @@ def _report_crash(fatal: asyncio.Future[str], task: asyncio.Task[None]) -> None:
 
 
 async def _close_websockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

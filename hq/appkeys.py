@@ -21,7 +21,7 @@ ENGINE = web.AppKey("engine", sa.Engine)
 LINK = web.AppKey("link", MqttLink)
 HUB = web.AppKey("hub", LiveHub)
 INGEST = web.AppKey("ingest", Ingest)
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 # Set when a background task (MQTT link, ingest) dies: the service stops with a failure exit status
 # so systemd restarts it, instead of serving pages while silently ingesting nothing.
 FATAL = web.AppKey("fatal", asyncio.Future[str])

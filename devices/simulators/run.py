@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from zoneinfo import ZoneInfo
 
-import serial  # type: ignore[import-untyped]
+import serial
 
 from devices.hl7_encoder import encode_oru_r01, encode_oru_r40
 from devices.masimo import ALARM_ACTIVE_BIT, MasimoVariant, encode_line

@@ -6,7 +6,7 @@ Rendering only: the data comes from `hq.console.pages`; live updates are done by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -119,8 +119,8 @@ def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def fleet_page(clinics: list[Mapping[str, Any]], gateways: list[Mapping[str, Any]],
-               patients: Mapping[str, list[tuple[str, list[Mapping[str, Any]]]]]) -> str:
+def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[str, Any]],
+               patients: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]]) -> str:
     sections = []
     for clinic in clinics:
         cid = clinic["clinic_id"]
@@ -152,7 +152,7 @@ def chart(metric: str) -> str:
     )
 
 
-def patient_page(patient_id: str, vitals: list[Mapping[str, Any]], alarms: list[Mapping[str, Any]],
+def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: Sequence[Mapping[str, Any]],
                  trend_since: str) -> str:
     tiles = "".join(tile(v) for v in vitals)
     charts = "".join(chart(v["metric"]) for v in vitals)
