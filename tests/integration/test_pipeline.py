@@ -146,3 +146,26 @@ def test_broker_restart_loses_nothing_and_the_uplink_returns_within_10_s(stack: 
     status = stack.gateway_status("gw-b")
     seqs = [r[0] for r in hq_rows_sqlite(stack, "gw-b")]
     assert seqs == list(range(1, status["outbox"]["next_seq"])), "every committed reading at HQ exactly once"
+
+
+def test_silent_and_vanished_devices_are_alerted_at_hq_within_30_s(stack: Stack) -> None:
+    monitor = SimulatedDevice("monitor-1", "hl7", "P-0001", rate=2, seed=10)
+    oximeter = SimulatedDevice("oxi-1", "masimo", "P-0002", rate=2, seed=11)
+    stack.start_broker()
+    stack.start_hq()
+    stack.start_gateway(GatewaySpec("gw-s", "clinic-s", [monitor, oximeter]))
+
+    def device_states() -> dict[str, str]:
+        gateways = stack.hq_get("/api/v1/gateways")["gateways"]
+        return {d["device_id"]: d["state"] for g in gateways for d in g["devices"]} if gateways else {}
+
+    eventually(lambda: device_states() == {"monitor-1": "ok", "oxi-1": "ok"}, what="both devices ok at HQ")
+    stack.stop_process("sim-gw-s-oxi-1")  # the oximeter stops talking
+    stack.stop_process("socat-gw-s-monitor-1")  # the monitor's cable is pulled: its port vanishes
+    stopped_at = time.monotonic()
+    eventually(lambda: device_states().get("monitor-1") == "disconnected", timeout_s=30, what="vanished port")
+    eventually(lambda: device_states().get("oxi-1") == "silent", timeout_s=30, what="silent device")
+    assert time.monotonic() - stopped_at <= 30
+    events = stack.hq_get("/api/v1/observations?gateway_id=gw-s&kind=event&order=asc")["observations"]
+    assert {(e["device_id"], e["extra"]["state"]) for e in events} >= {("monitor-1", "disconnected"),
+                                                                       ("oxi-1", "silent")}
