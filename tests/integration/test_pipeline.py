@@ -169,3 +169,20 @@ def test_silent_and_vanished_devices_are_alerted_at_hq_within_30_s(stack: Stack)
     events = stack.hq_get("/api/v1/observations?gateway_id=gw-s&kind=event&order=asc")["observations"]
     assert {(e["device_id"], e["extra"]["state"]) for e in events} >= {("monitor-1", "disconnected"),
                                                                        ("oxi-1", "silent")}
+
+
+def test_monitor_alarms_reach_hq_with_their_details(stack: Stack) -> None:
+    monitor = SimulatedDevice("monitor-1", "hl7", "P-0001", rate=5, seed=12, alarm_every_s=2)
+    stack.start_broker()
+    stack.start_hq()
+    stack.start_gateway(GatewaySpec("gw-a", "clinic-a", [monitor]))
+
+    def alarms() -> list[dict[str, Any]]:
+        return list(stack.hq_get("/api/v1/observations?gateway_id=gw-a&kind=alarm&order=asc")["observations"])
+
+    found = eventually(alarms, timeout_s=30, what="an alarm at HQ")
+    first = found[0]
+    assert first["patient_id"] == "P-0001" and first["device_id"] == "monitor-1"
+    assert first["alarm"]["event"].startswith("MDC_EVT_")
+    assert first["alarm"]["state"] in ("active", "inactive")
+    assert first["metric"] in ("MDC_PULS_OXIM_SAT_O2", "MDC_ECG_HEART_RATE", "MDC_PULS_OXIM_PULS_RATE")
