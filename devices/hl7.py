@@ -80,8 +80,10 @@ class Hl7Decoder:
         max_message_bytes: int = 1 << 20,
         receiving_app: str = "CLINIC-GW",
         receiving_facility: str = "",
+        acks: bool = True,
     ) -> None:
         self.device_id = device_id
+        self.acks = acks  # build ACK replies; off for a serial device nobody answers
         self.tz = tz
         self.max_message_bytes = max_message_bytes
         self.receiving_app = receiving_app
@@ -255,11 +257,13 @@ class _MessageDecoder:
             self.records.clear()
             self._error(exc.reason, 0, exc.segment)
             self.result.errors.extend(self.errors)
-            self.result.replies.append(self._ack(msh, delims, exc.ack, exc))
+            if self.decoder.acks:
+                self.result.replies.append(self._ack(msh, delims, exc.ack, exc))
             return
         self.result.records.extend(self.records)
         self.result.errors.extend(self.errors)
-        self.result.replies.append(self._ack(msh, delims, "AA", None))
+        if self.decoder.acks:
+            self.result.replies.append(self._ack(msh, delims, "AA", None))
 
     def _error(self, reason: str, char_offset: int, segment: str | None) -> None:
         self.errors.append(DecodeError(reason, offset=self.offset + char_offset, frame=self.payload, segment=segment))

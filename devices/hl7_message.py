@@ -148,7 +148,8 @@ class Segment:
             if repetition >= len(reps):
                 return []
             raw = reps[repetition]
-        return [unescape(c, d) for c in raw.split(d.component)]
+        parts = raw.split(d.component)
+        return [unescape(c, d) for c in parts] if d.escape in raw else parts
 
     def component(self, n: int, c: int = 1, repetition: int = 0) -> str:
         """Component c (1-based, HL7 style) of field n, unescaped; "" when absent."""
@@ -172,6 +173,21 @@ def split_segments(text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group()) for m in _SEGMENT.finditer(text)]
 
 
+_ZONES: dict[str, tzinfo] = {}
+
+
+def _offset_zone(offset: str) -> tzinfo:
+    """The fixed-offset zone of '+HHMM' / '-HHMM' (validated digits), shared between calls."""
+    zone = _ZONES.get(offset)
+    if zone is None:
+        minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+        if int(offset[3:5]) >= 60 or minutes > 14 * 60:
+            raise ValueError(f"offset {offset!r} is out of range")
+        zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+        _ZONES[offset] = zone  # at most 2 x 14 x 60 valid offsets: bounded
+    return zone
+
+
 def parse_dtm(text: str, tz: tzinfo) -> datetime:
     """An HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]) as an aware datetime.
 
@@ -183,10 +199,7 @@ def parse_dtm(text: str, tz: tzinfo) -> datetime:
         digits, offset = text[:sign], text[sign:]
         if len(offset) != 5 or not offset[1:].isdigit():
             raise ValueError(f"offset {offset!r} is not +/-HHMM")
-        minutes = int(offset[1:3]) * 60 + int(offset[3:5])
-        if int(offset[3:5]) >= 60 or minutes > 14 * 60:
-            raise ValueError(f"offset {offset!r} is out of range")
-        zone: tzinfo = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+        zone: tzinfo = _offset_zone(offset)
     else:
         digits, zone = text, tz
     frac = 0

@@ -81,8 +81,8 @@ def build(config: GatewayConfig) -> Gateway:
         tz = ZoneInfo(dev.timezone) if dev.timezone else default_tz
         health = DeviceHealth(dev.device_id, str(dev.protocol), dev.port)
         gw.devices[dev.device_id] = health
-        session = DeviceSession(health, make_decoder(dev.protocol, dev.device_id, tz), outbox.append, on_state,
-                                dev.patient_id)
+        decoder = make_decoder(dev.protocol, dev.device_id, tz, acks=dev.send_acks)
+        session = DeviceSession(health, decoder, outbox.append, on_state, dev.patient_id)
         gw.serial_sources.append(SerialSource(dev.port, dev.baudrate, session,
                                               silent_after_s=dev.silent_after_s, send_replies=dev.send_acks))
     for listener in config.tcp:

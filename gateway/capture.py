@@ -38,9 +38,9 @@ class Decoder(TypingProtocol):
     def flush(self, now: datetime | None = None) -> DecodeResult: ...
 
 
-def make_decoder(protocol: Protocol, device_id: str, tz: ZoneInfo) -> Decoder:
+def make_decoder(protocol: Protocol, device_id: str, tz: ZoneInfo, *, acks: bool = True) -> Decoder:
     if protocol is Protocol.HL7:
-        return Hl7Decoder(device_id, tz)
+        return Hl7Decoder(device_id, tz, acks=acks)
     return MasimoDecoder(device_id, tz)
 
 

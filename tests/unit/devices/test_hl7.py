@@ -281,3 +281,15 @@ def test_noise_that_looks_like_a_bare_message_does_not_hide_mllp_frames() -> Non
     assert result.records == obs * 2
     assert decoder.framing == "mllp"
     assert len(result.errors) == 1 and result.errors[0].offset == 0
+
+
+def test_acks_can_be_switched_off_for_devices_nobody_answers() -> None:
+    from devices.hl7_encoder import encode_oru_r01
+    from devices.records import Record
+
+    when = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+    message = frame(encode_oru_r01([Record(Kind.OBSERVATION, "MDC_PULS_OXIM_SAT_O2", 97.0, "%", when, "P1", "b")],
+                                   control_id="1"))
+    quiet = Hl7Decoder("b", ZoneInfo("UTC"), acks=False).feed(message)
+    assert len(quiet.records) == 1 and quiet.replies == []
+    assert len(Hl7Decoder("b", ZoneInfo("UTC")).feed(message).replies) == 1
