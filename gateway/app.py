@@ -49,11 +49,12 @@ class Gateway:
             time_ms=clock_ms(),
             software=software_version(),
             started_ms=self.started_ms,
-            backlog={lane: b for lane, b in backlog.items() if b.count or lane <= wire.Lane.VITALS},
+            backlog=backlog,
             devices=[
                 wire.DeviceStatus(h.device_id, h.protocol, h.source, h.state, h.last_byte_ms)
                 for h in self.devices.values()
             ],
+            drain_rate_per_s=self.uplink.drain_rate_per_s() if state is wire.GatewayState.ONLINE else None,
         )
 
 
@@ -67,6 +68,7 @@ def build(config: GatewayConfig) -> Gateway:
         batch_max_records=config.outbox.batch_max_records,
         max_inflight_batches=config.outbox.max_inflight_batches,
         ack_timeout_s=config.outbox.ack_timeout_s, heartbeat_s=config.status.heartbeat_s,
+        live_window_s=config.outbox.live_window_s,
     )
     gw = Gateway(config, outbox, link, uplink)
     uplink.set_status_source(gw.status)

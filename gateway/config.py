@@ -58,6 +58,8 @@ class OutboxSection:
         "Batches sent but not yet confirmed by HQ, at most."))
     ack_timeout_s: float = field(default=15.0, metadata=_doc(
         "Resend a batch HQ has not confirmed within this time."))
+    live_window_s: float = field(default=60.0, metadata=_doc(
+        "Vitals not sent within this time move to the backlog lane: after an outage, fresh vitals go first."))
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_records <= 20000:
@@ -66,6 +68,8 @@ class OutboxSection:
             raise ValueError(f"max_inflight_batches {self.max_inflight_batches} must be 1-256")
         if self.ack_timeout_s <= 0:
             raise ValueError("ack_timeout_s must be positive")
+        if self.live_window_s < 5:
+            raise ValueError(f"live_window_s {self.live_window_s} must be at least 5")
 
 
 @dataclass(frozen=True)

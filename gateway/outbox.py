@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -141,6 +142,8 @@ class Outbox:
         self._committed_string_ids: set[int] = set()
         self._next_seq = 1
         self._counts: dict[Lane, int] = dict.fromkeys(Lane, 0)
+        # (last seq, newest receive time) of each commit's live vitals: where the live window ends.
+        self._vitals_marks: deque[tuple[int, int]] = deque()
         self._pending: list[tuple[list[Entry], asyncio.Future[list[int]]]] = []
         self._commit_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -193,6 +196,11 @@ class Outbox:
                         next_seq = max(next_seq, max_seq + 1)
                     self._counts[lane] = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                 self._next_seq = next_seq
+                vitals = LANE_TABLES[Lane.VITALS]
+                last = conn.execute(sa.select(vitals.c.seq, vitals.c.time_ms, vitals.c.recv_delta_ms)
+                                    .order_by(vitals.c.seq.desc()).limit(1)).first()
+                if last is not None:
+                    self._vitals_marks.append((last.seq, last.time_ms + last.recv_delta_ms))
                 for sid, text in conn.execute(sa.select(strings_table.c.id, strings_table.c.text)):
                     self._strings[text] = sid
                     self._strings_rev[sid] = text
@@ -303,6 +311,9 @@ class Outbox:
         self._next_seq = seq
         for lane, rows in by_lane.items():
             self._counts[lane] += len(rows)
+        live = by_lane.get(Lane.VITALS)
+        if live:
+            self._vitals_marks.append((live[-1][0], max(r[5] + r[6] for r in live)))
         self.appended_total += len(entries)
         self.commits_total += 1
         return list(range(first_seq, seq))
@@ -347,6 +358,29 @@ class Outbox:
                 removed += n
         self.removed_total += removed
         return removed
+
+    async def demote_stale_vitals(self, received_before_ms: int, after_seq: int) -> int:
+        """Move live vitals received before `received_before_ms` to the backlog lane, so fresh vitals go
+        out first when a link comes back. Entries up to `after_seq` (already sent) stay where they are."""
+        upper = 0
+        marks = self._vitals_marks
+        while marks and marks[0][1] < received_before_ms:
+            upper = marks.popleft()[0]
+        if upper <= after_seq:
+            return 0
+        return int(await self._run(self._move_sync, Lane.VITALS, Lane.BACKLOG, after_seq, upper))
+
+    def _move_sync(self, source: Lane, target: Lane, after_seq: int, upto_seq: int) -> int:
+        conn = self._conn
+        assert conn is not None
+        src, dst = LANE_TABLES[source], LANE_TABLES[target]
+        in_range = sa.and_(src.c.seq > after_seq, src.c.seq <= upto_seq)
+        with self._transaction(conn):
+            conn.execute(dst.insert().from_select([c.name for c in src.columns], sa.select(src).where(in_range)))
+            moved = conn.execute(src.delete().where(in_range)).rowcount
+        self._counts[source] -= moved
+        self._counts[target] += moved
+        return int(moved)
 
     async def backlog(self) -> dict[Lane, LaneBacklog]:
         return dict(await self._run(self._backlog_sync))

@@ -59,6 +59,7 @@ class Uplink:
         batch_max_records: int = 500,
         max_inflight_batches: int = 8,
         ack_timeout_s: float = 15.0,
+        live_window_s: float = 60.0,
         status_source: Callable[[], Awaitable[wire.Status]] | None = None,
         heartbeat_s: float = 10.0,
     ) -> None:
@@ -70,6 +71,7 @@ class Uplink:
         self.max_inflight_batches = max_inflight_batches
         self.ack_timeout_s = ack_timeout_s
         self.heartbeat_s = heartbeat_s
+        self.live_window_s = live_window_s
         self._status_source = status_source
         self._cursor: dict[Lane, int] = dict.fromkeys(Lane, 0)
         self._inflight: dict[tuple[Lane, int, int], InFlight] = {}
@@ -120,6 +122,22 @@ class Uplink:
             tg.create_task(self._drain_loop())
             tg.create_task(self._status_loop())
             tg.create_task(self._watch_outbox())
+            tg.create_task(self._demote_loop())
+
+    async def _demote_loop(self) -> None:
+        """Vitals older than the live window become backlog: after an outage, what is happening now
+        reaches HQ before what happened hours ago."""
+        interval = max(1.0, self.live_window_s / 12)
+        while True:
+            await asyncio.sleep(interval)
+            cutoff = clock_ms() - int(self.live_window_s * 1000)
+            try:
+                moved = await self.outbox.demote_stale_vitals(cutoff, self._cursor[Lane.VITALS])
+            except OutboxError as exc:
+                log.error("moving stale vitals to the backlog lane failed: %s", exc)
+                continue
+            if moved:
+                log.info("%d vitals older than %.0f s moved to the backlog lane", moved, self.live_window_s)
 
     async def _watch_outbox(self) -> None:
         while True:

@@ -256,6 +256,7 @@ class Status:
     started_ms: int | None = None
     backlog: dict[Lane, LaneBacklog] = field(default_factory=dict)
     devices: list[DeviceStatus] = field(default_factory=list)
+    drain_rate_per_s: float | None = None  # entries HQ confirmed per second, recent average
 
     @property
     def backlog_total(self) -> int:
@@ -273,6 +274,8 @@ def encode_status(status: Status) -> bytes:
         "backlog": {lane.name.lower(): [b.count, b.oldest_ms] for lane, b in status.backlog.items()},
         "devices": [[d.device_id, d.protocol, d.source, d.state, d.last_ms] for d in status.devices],
     }
+    if status.drain_rate_per_s is not None:
+        doc["drain"] = round(status.drain_rate_per_s, 1)
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -307,9 +310,13 @@ def decode_status(payload: bytes) -> Status:
         devices.append(DeviceStatus(d[0], d[1], d[2], d[3], d[4]))
     started = doc.get("started_ms")
     software = doc.get("software", "")
+    drain = doc.get("drain")
+    if drain is not None and (isinstance(drain, bool) or not isinstance(drain, int | float) or drain < 0
+                              or not math.isfinite(drain)):
+        raise WireError(f"status field 'drain' = {drain!r}; expected a non-negative number (entries/s)")
     return Status(state, _field(doc, "clinic", str), _field(doc, "time_ms", int),
                   software if isinstance(software, str) else "", started if _is_int(started) else None,
-                  backlog, devices)
+                  backlog, devices, None if drain is None else float(drain))
 
 
 def _is_int(value: Any) -> bool:

@@ -24,6 +24,7 @@ class GatewayUpdate:
     backlog: dict[str, list[int | None]] | None = None
     devices: list[dict[str, Any]] | None = None
     committed_seq: int | None = None
+    drain_rate_per_s: float | None = None
 
     @property
     def backlog_total(self) -> int | None:
@@ -43,6 +44,8 @@ class GatewayUpdate:
             backlog=later.backlog if later.backlog is not None else self.backlog,
             devices=later.devices if later.devices is not None else self.devices,
             committed_seq=_max_or_none(self.committed_seq, later.committed_seq),
+            drain_rate_per_s=later.drain_rate_per_s if later.drain_rate_per_s is not None
+            else self.drain_rate_per_s,
         )
 
 
@@ -88,6 +91,7 @@ def update_from_status(
              "last_ms": d.last_ms}
             for d in status.devices
         ],
+        drain_rate_per_s=status.drain_rate_per_s,
     )
 
 

@@ -32,6 +32,7 @@ gateways = sa.Table(
     sa.Column("started_ms", Millis),
     sa.Column("backlog_total", sa.Integer, nullable=False, server_default="0"),
     sa.Column("backlog_json", sa.JSON(none_as_null=True)),  # {"alarm": [count, oldest_ms], ...}
+    sa.Column("drain_rate_per_s", sa.Float),  # entries/s HQ confirmed, as the gateway last reported
     sa.Column("devices_json", sa.JSON(none_as_null=True)),  # [{"device_id", "protocol", "state", ...}]
     sa.Column("committed_seq", sa.BigInteger, nullable=False, server_default="0"),
 )

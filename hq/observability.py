@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -14,6 +16,7 @@ from aiohttp import web
 from gateway.prometheus import Family, render
 from hq import db, queries
 from hq.appkeys import ENGINE, HUB, INGEST, LINK
+from hq.representations import gateway_json
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,36 @@ async def metrics(request: web.Request) -> web.Response:
                       "Live messages dropped for slow WebSocket clients (oldest first)", hub.dropped),
     ]
     try:
-        online = await asyncio.to_thread(queries.count_online, request.app[ENGINE])
-        families.append(Family.single("hq_gateways_online", "gauge", "Gateways currently online", online))
+        rows = await asyncio.to_thread(queries.list_gateways, request.app[ENGINE])
+        families += gateway_families([gateway_json(r) for r in rows])
     except sa.exc.SQLAlchemyError as exc:
-        log.warning("metrics: counting online gateways failed: %s", exc)
+        log.warning("metrics: reading the gateways failed: %s", exc)
     return web.Response(body=render(families).encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def gateway_families(gateways: list[dict[str, Any]]) -> list[Family]:
+    """Per-gateway fleet figures, as the gateways last reported them (pure; the handler reads the rows)."""
+    def per_gateway(value: Callable[[dict[str, Any]], float | None]) -> dict[tuple[tuple[str, str], ...], float]:
+        return {(("gateway", g["gateway_id"]), ("clinic", g["clinic_id"])): v
+                for g in gateways if (v := value(g)) is not None}
+
+    def per_lane(field: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return {(("gateway", g["gateway_id"]), ("lane", lane)): v
+                for g in gateways for lane, b in g["backlog_by_lane"].items() if (v := b[field]) is not None}
+
+    return [
+        Family.single("hq_gateways_online", "gauge", "Gateways currently online",
+                      sum(g["status"] == "online" for g in gateways)),
+        Family("hq_gateway_online", "gauge", "1 if the gateway is online", per_gateway(
+            lambda g: 1 if g["status"] == "online" else 0)),
+        Family("hq_gateway_backlog", "gauge", "Entries waiting on the gateway, per lane", per_lane("count")),
+        Family("hq_gateway_backlog_oldest_age_seconds", "gauge",
+               "Age of the oldest waiting entry when the gateway last reported, per lane", per_lane("oldest_age_s")),
+        Family("hq_gateway_drain_rate", "gauge", "Entries per second HQ confirmed, as the gateway reported",
+               per_gateway(lambda g: g["drain_rate_per_s"])),
+        Family("hq_gateway_drain_eta_seconds", "gauge", "Estimated seconds until the gateway's backlog is drained",
+               per_gateway(lambda g: g["drain_eta_s"])),
+        Family("hq_gateway_devices_down", "gauge", "Devices silent or disconnected on the gateway",
+               per_gateway(lambda g: sum(d["state"] in ("silent", "disconnected") for d in g["devices"]))),
+    ]

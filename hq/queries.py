@@ -34,12 +34,6 @@ def list_clinics(engine: sa.Engine) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def count_online(engine: sa.Engine) -> int:
-    q = sa.select(sa.func.count()).select_from(gateways).where(gateways.c.state == "online")
-    with engine.connect() as conn:
-        return int(conn.execute(q).scalar_one())
-
-
 def find_observations(engine: sa.Engine, query: ObservationQuery) -> list[dict[str, Any]]:
     o = observations
     q = sa.select(o)

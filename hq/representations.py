@@ -11,18 +11,70 @@ from typing import Any
 from hq.clock import iso_from_ms
 
 
+def backlog_age_s(oldest_ms: int | None, reported_ms: int | None) -> float | None:
+    """How old the oldest waiting entry was when the gateway last reported."""
+    if oldest_ms is None or reported_ms is None:
+        return None
+    return max(0.0, (reported_ms - oldest_ms) / 1000)
+
+
+def drain_eta_s(backlog: int, drain_rate_per_s: float | None) -> float | None:
+    """Seconds to drain the backlog at the recent rate; None when nothing drains (or nothing waits: 0)."""
+    if backlog <= 0:
+        return 0.0
+    if not drain_rate_per_s:
+        return None
+    return backlog / drain_rate_per_s
+
+
+def human_duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def backlog_summary(total: int, oldest_age_s: float | None, rate: float | None, eta_s: float | None) -> str:
+    """One line for the console: how much waits, how old, how fast it drains, when it will be done."""
+    if total <= 0:
+        return "nothing waiting"
+    parts = [f"{total:,} waiting"]
+    if oldest_age_s is not None:
+        parts.append(f"oldest {human_duration(oldest_age_s)}")
+    if rate:
+        parts.append(f"draining {rate:,.0f}/s")
+    parts.append(f"done in ~{human_duration(eta_s)}" if eta_s is not None else "not draining")
+    return " \u00b7 ".join(parts)
+
+
 def gateway_json(row: Mapping[str, Any]) -> dict[str, Any]:
     backlog = row.get("backlog_json") or {}
+    reported = row.get("last_contact_ms")
+    total = int(row.get("backlog_total") or 0)
+    rate = row.get("drain_rate_per_s")
     return {
         "gateway_id": row["id"],
         "clinic_id": row["clinic_id"],
         "status": row["state"],
         "last_contact": iso_from_ms(row.get("last_contact_ms")),
         "first_seen": iso_from_ms(row.get("first_seen_ms")),
-        "backlog": int(row.get("backlog_total") or 0),
+        "backlog": total,
         "backlog_by_lane": {
-            lane: {"count": int(pair[0] or 0), "oldest": iso_from_ms(pair[1])} for lane, pair in backlog.items()
+            lane: {"count": int(pair[0] or 0), "oldest": iso_from_ms(pair[1]),
+                   "oldest_age_s": backlog_age_s(pair[1], reported)}
+            for lane, pair in backlog.items()
         },
+        "drain_rate_per_s": rate,
+        "drain_eta_s": drain_eta_s(total, rate),
+        "backlog_summary": backlog_summary(
+            total,
+            max((a for pair in backlog.values() if (a := backlog_age_s(pair[1], reported)) is not None),
+                default=None),
+            rate, drain_eta_s(total, rate)),
         "devices": [
             {"device_id": d.get("device_id"), "protocol": d.get("protocol"), "source": d.get("source"),
              "state": d.get("state"), "last_seen": iso_from_ms(d.get("last_ms"))}

@@ -169,6 +169,8 @@ def _upsert_gateway(conn: sa.Connection, insert: Insert, u: GatewayUpdate, hq_ms
         values["backlog_total"] = u.backlog_total
     if u.devices is not None:
         values["devices_json"] = u.devices
+    if u.drain_rate_per_s is not None:
+        values["drain_rate_per_s"] = u.drain_rate_per_s
     if u.committed_seq is not None:
         values["committed_seq"] = _grow(gateways.c.committed_seq, u.committed_seq)
     conn.execute(gateways.update().where(gateways.c.id == u.gateway_id).values(values))

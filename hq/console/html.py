@@ -104,7 +104,7 @@ def gateway_card(gw: Mapping[str, Any]) -> str:
         f"<div class=\"gateway-head\"><strong>{e(gw['gateway_id'])}</strong> "
         f"<span class=\"badge {e(gw['status'])}\">{e(gw['status'])}</span></div>"
         f"<div class=\"meta\">last contact <time class=\"last-contact\">{e(gw['last_contact'] or 'never')}</time>"
-        f" \u00b7 backlog <span class=\"backlog\">{e(gw['backlog'])}</span>"
+        f" \u00b7 backlog <span class=\"backlog\" data-count=\"{e(gw['backlog'])}\">{e(gw['backlog_summary'])}</span>"
         f" \u00b7 <span class=\"software\">{e(gw['software'])}</span></div>"
         f"<ul class=\"devices\">{devices}</ul></div>"
     )

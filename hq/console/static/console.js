@@ -109,7 +109,9 @@
     badge.className = "badge " + gw.status;
     badge.textContent = gw.status;
     card.querySelector(".last-contact").textContent = gw.last_contact || "never";
-    card.querySelector(".backlog").textContent = String(gw.backlog);
+    const backlog = card.querySelector(".backlog");
+    backlog.textContent = gw.backlog_summary;
+    backlog.dataset.count = String(gw.backlog);
     card.querySelector(".software").textContent = gw.software || "";
     const list = card.querySelector(".devices");
     list.replaceChildren(...gw.devices.map(function (d) {

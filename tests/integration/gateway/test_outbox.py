@@ -162,3 +162,27 @@ async def test_a_full_disk_fails_the_append_and_loses_nothing_committed(tmp_path
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     assert ob.next_seq == len(rows) + 1  # a failed commit consumed no sequence numbers
     await ob.close()
+
+
+async def test_stale_vitals_move_to_the_backlog_lane_unless_already_sent(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", "gw-a")
+    await ob.open()
+    await ob.append([vital(i) for i in range(0, 10)])  # received at T0 .. T0+9 s
+    await ob.append([vital(i) for i in range(10, 20)])  # received at T0+10 .. T0+19 s
+    await ob.append([vital(i) for i in range(100, 105)])  # received at T0+100 s: still live
+    # Seqs 1-3 are in flight (sent, not yet acknowledged): they stay where they are.
+    moved = await ob.demote_stale_vitals(received_before_ms=T0 + 50_000, after_seq=3)
+    assert moved == 17
+    assert [r.seq for r in await ob.read_lane(Lane.BACKLOG, 0, 100)] == list(range(4, 21))
+    assert [r.seq for r in await ob.read_lane(Lane.VITALS, 0, 100)] == [1, 2, 3, 21, 22, 23, 24, 25]
+    assert ob.count(Lane.BACKLOG) == 17 and ob.count(Lane.VITALS) == 8
+    backlog_rows = await ob.read_lane(Lane.BACKLOG, 0, 1)
+    assert backlog_rows[0].value == vital(3).value and backlog_rows[0].recv_ms == vital(3).recv_ms
+    assert await ob.demote_stale_vitals(received_before_ms=T0 + 50_000, after_seq=3) == 0
+    await ob.close()
+    # After a restart the backlog is still the backlog, and the live lane's tail can still be demoted.
+    ob = Outbox(tmp_path / "o.db", "gw-a")
+    await ob.open()
+    assert ob.count(Lane.BACKLOG) == 17
+    assert await ob.demote_stale_vitals(received_before_ms=T0 + 200_000, after_seq=3) == 5
+    await ob.close()

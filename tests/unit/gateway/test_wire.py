@@ -115,3 +115,12 @@ def test_any_json_status_raises_only_wire_error(doc: object) -> None:
         doc = {"v": 1, "state": "online", "clinic": "c", "time_ms": 1, **doc}
     with contextlib.suppress(WireError):
         wire.decode_status(json.dumps(doc).encode())
+
+
+def test_status_drain_rate_is_optional_and_validated() -> None:
+    status = wire.Status(wire.GatewayState.ONLINE, "c", 1, drain_rate_per_s=123.4)
+    assert wire.decode_status(wire.encode_status(status)).drain_rate_per_s == 123.4
+    assert wire.decode_status(wire.encode_status(wire.Status(wire.GatewayState.ONLINE, "c", 1))).drain_rate_per_s \
+        is None
+    with pytest.raises(WireError, match="drain"):
+        wire.decode_status(b'{"v":1,"state":"online","clinic":"c","time_ms":1,"drain":-1}')
