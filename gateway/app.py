@@ -60,7 +60,7 @@ class Gateway:
 
 def build(config: GatewayConfig) -> Gateway:
     g = config.gateway
-    outbox = Outbox(config.outbox_path, g.id)
+    outbox = Outbox(config.outbox_path, g.id, quota_bytes=config.outbox.quota_bytes)
     offline = wire.Status(wire.GatewayState.OFFLINE, g.clinic_id, 0, software_version())
     link = MqttLink(config.mqtt.link_settings(g.id), will=Will(wire.status_topic(g.id), wire.encode_status(offline)))
     uplink = Uplink(

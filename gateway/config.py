@@ -58,6 +58,10 @@ class OutboxSection:
         "Batches sent but not yet confirmed by HQ, at most."))
     ack_timeout_s: float = field(default=15.0, metadata=_doc(
         "Resend a batch HQ has not confirmed within this time."))
+    quota_bytes: int = field(default=8 * 1024**3, metadata=_doc(
+        "Most disk the outbox may use. Beyond it the oldest entries of the lowest lanes (bulk, vitals "
+        "backlog, live vitals) are dropped and an explicit gap is sent to HQ; alarms and consultation "
+        "events are never dropped. A week of 16 monitors (~200 readings/s) needs about 4 GiB."))
     live_window_s: float = field(default=60.0, metadata=_doc(
         "Vitals not sent within this time move to the backlog lane: after an outage, fresh vitals go first."))
 
@@ -68,6 +72,8 @@ class OutboxSection:
             raise ValueError(f"max_inflight_batches {self.max_inflight_batches} must be 1-256")
         if self.ack_timeout_s <= 0:
             raise ValueError("ack_timeout_s must be positive")
+        if self.quota_bytes < 64 * 1024:
+            raise ValueError(f"quota_bytes {self.quota_bytes} must be at least 65536 (64 KiB)")
         if self.live_window_s < 5:
             raise ValueError(f"live_window_s {self.live_window_s} must be at least 5")
 

@@ -8,10 +8,12 @@ their sequence range (`remove_acked`). It does not talk to MQTT: the Uplink does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from devices.records import Kind, Record
+from gateway import quota
 from gateway.wire import Lane, LaneBacklog, WireRecord
 
 log = logging.getLogger(__name__)
@@ -131,9 +134,10 @@ class Outbox:
     `append()` group-commits: concurrent callers (one per device) share one transaction and one fsync.
     """
 
-    def __init__(self, path: Path, gateway_id: str) -> None:
+    def __init__(self, path: Path, gateway_id: str, *, quota_bytes: int | None = None) -> None:
         self.path = path
         self.gateway_id = gateway_id
+        self.quota_bytes = quota_bytes
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         self._engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
@@ -150,6 +154,7 @@ class Outbox:
         self.changed = asyncio.Event()
         self.appended_total = 0
         self.removed_total = 0
+        self.dropped_total = 0  # entries the quota forced out (each drop recorded as a gap entry)
         self.commits_total = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -258,6 +263,11 @@ class Outbox:
                 if not fut.done():
                     fut.set_result(seqs[start:start + len(entries)])
                 start += len(entries)
+            if self.quota_bytes is not None:
+                try:
+                    await self._run(self._enforce_quota_sync)
+                except OutboxError as exc:
+                    log.error("enforcing the outbox quota failed: %s", exc)
             self.changed.set()
 
     def _intern(self, conn: sa.Connection, text: str) -> int:
@@ -271,52 +281,65 @@ class Outbox:
     def _commit_sync(self, entries: list[Entry]) -> list[int]:
         conn = self._conn
         assert conn is not None
-        by_lane: dict[Lane, list[tuple[Any, ...]]] = {}
-        first_seq = seq = self._next_seq
-        strings_before = len(self._strings)
-        intern = self._intern
+        with self._rollback_forgets_strings(), self._transaction(conn):
+            by_lane, first_seq, seq = self._insert_entries(conn, entries)
+        self._inserted(by_lane, seq)
+        self.appended_total += len(entries)
+        self.commits_total += 1
+        return list(range(first_seq, seq))
+
+    @contextlib.contextmanager
+    def _rollback_forgets_strings(self) -> Iterator[None]:
         try:
-            with self._transaction(conn):
-                for e in entries:
-                    rows = by_lane.get(e.lane)
-                    if rows is None:
-                        rows = by_lane[e.lane] = []
-                    rows.append((
-                        seq,
-                        KIND_CODES[e.kind],
-                        intern(conn, e.metric),
-                        e.value,
-                        None if e.unit is None else intern(conn, e.unit),
-                        e.time_ms,
-                        e.recv_ms - e.time_ms,
-                        intern(conn, e.device_id),
-                        None if e.patient_id is None else intern(conn, e.patient_id),
-                        None if e.extra is None else json.dumps(e.extra, separators=(",", ":")),
-                    ))
-                    seq += 1
-                for lane, rows in by_lane.items():
-                    # Tuples straight to the driver's executemany: per-row dict binding would cost
-                    # more than the insert itself on the gateway's hot path.
-                    conn.exec_driver_sql(_INSERT_SQL[lane], rows)
-                conn.execute(meta_table.update().where(meta_table.c.key == "next_seq").values(value=str(seq)))
+            yield
         except Exception:
             # The transaction rolled back: forget strings interned inside it.
-            if len(self._strings) != strings_before:
-                for text, sid in list(self._strings.items()):
-                    if sid not in self._committed_string_ids:
-                        del self._strings[text]
-                        self._strings_rev.pop(sid, None)
+            for text, sid in list(self._strings.items()):
+                if sid not in self._committed_string_ids:
+                    del self._strings[text]
+                    self._strings_rev.pop(sid, None)
             raise
+
+    def _insert_entries(
+        self, conn: sa.Connection, entries: list[Entry]
+    ) -> tuple[dict[Lane, list[tuple[Any, ...]]], int, int]:
+        """Insert inside the caller's transaction; returns (rows by lane, first seq, next seq)."""
+        by_lane: dict[Lane, list[tuple[Any, ...]]] = {}
+        first_seq = seq = self._next_seq
+        intern = self._intern
+        for e in entries:
+            rows = by_lane.get(e.lane)
+            if rows is None:
+                rows = by_lane[e.lane] = []
+            rows.append((
+                seq,
+                KIND_CODES[e.kind],
+                intern(conn, e.metric),
+                e.value,
+                None if e.unit is None else intern(conn, e.unit),
+                e.time_ms,
+                e.recv_ms - e.time_ms,
+                intern(conn, e.device_id),
+                None if e.patient_id is None else intern(conn, e.patient_id),
+                None if e.extra is None else json.dumps(e.extra, separators=(",", ":")),
+            ))
+            seq += 1
+        for lane, rows in by_lane.items():
+            # Tuples straight to the driver's executemany: per-row dict binding would cost
+            # more than the insert itself on the gateway's hot path.
+            conn.exec_driver_sql(_INSERT_SQL[lane], rows)
+        conn.execute(meta_table.update().where(meta_table.c.key == "next_seq").values(value=str(seq)))
+        return by_lane, first_seq, seq
+
+    def _inserted(self, by_lane: dict[Lane, list[tuple[Any, ...]]], next_seq: int) -> None:
+        """Bookkeeping once an insert's transaction has committed."""
         self._committed_string_ids.update(self._strings_rev)
-        self._next_seq = seq
+        self._next_seq = next_seq
         for lane, rows in by_lane.items():
             self._counts[lane] += len(rows)
         live = by_lane.get(Lane.VITALS)
         if live:
             self._vitals_marks.append((live[-1][0], max(r[5] + r[6] for r in live)))
-        self.appended_total += len(entries)
-        self.commits_total += 1
-        return list(range(first_seq, seq))
 
     # ---- reading and removing ----------------------------------------------------------------
     async def read_lane(self, lane: Lane, after_seq: int, limit: int) -> list[WireRecord]:
@@ -358,6 +381,56 @@ class Outbox:
                 removed += n
         self.removed_total += removed
         return removed
+
+    def _used_bytes(self, conn: sa.Connection) -> int:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
+        size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        return int((pages - free) * size)
+
+    def _enforce_quota_sync(self) -> None:
+        """Over quota: drop the oldest entries of the lowest lanes and record what went as gap entries."""
+        conn = self._conn
+        assert conn is not None and self.quota_bytes is not None
+        with self._transaction(conn):
+            used = self._used_bytes(conn)
+        plan = quota.plan_drop(used, self.quota_bytes, self._counts)
+        if not plan:
+            if used > self.quota_bytes:
+                log.critical("outbox %s is over its quota (%d > %d bytes) with only alarms and consultation "
+                             "events, which are never dropped", self.path, used, self.quota_bytes)
+            return
+        now_ms = time.time_ns() // 1_000_000
+        gaps: list[Entry] = []
+        dropped: dict[Lane, int] = {}
+        # Dropping and recording the gap are one transaction: a crash between them must not lose the gap.
+        with self._rollback_forgets_strings(), self._transaction(conn):
+            for lane, n in plan:
+                t = LANE_TABLES[lane]
+                upto = conn.execute(sa.select(t.c.seq).order_by(t.c.seq).offset(n - 1).limit(1)).scalar_one()
+                summary = conn.execute(
+                    sa.select(t.c.device, t.c.patient, sa.func.count(), sa.func.min(t.c.time_ms),
+                              sa.func.max(t.c.time_ms), sa.func.min(t.c.seq), sa.func.max(t.c.seq))
+                    .where(t.c.seq <= upto).group_by(t.c.device, t.c.patient)
+                ).all()
+                dropped[lane] = conn.execute(t.delete().where(t.c.seq <= upto)).rowcount
+                for device, patient, count, first_ms, last_ms, first_seq, last_seq in summary:
+                    gaps.append(Entry(
+                        kind="gap", metric="OUTBOX_QUOTA", value=float(count), unit=None, time_ms=first_ms,
+                        recv_ms=now_ms, patient_id=None if patient is None else self._strings_rev[patient],
+                        device_id=self._strings_rev[device],
+                        extra={"reason": "outbox quota", "lane": lane.name.lower(), "count": count,
+                               "from_ms": first_ms, "to_ms": last_ms, "first_seq": first_seq,
+                               "last_seq": last_seq},
+                    ))
+            by_lane, _first, next_seq = self._insert_entries(conn, gaps)
+        self._inserted(by_lane, next_seq)
+        self.appended_total += len(gaps)
+        for lane, n in dropped.items():
+            self._counts[lane] -= n
+            self.dropped_total += n
+        log.warning("outbox over its quota (%d > %d bytes): dropped %s", used, self.quota_bytes,
+                    ", ".join(f"{n} oldest {lane.name.lower()}" for lane, n in dropped.items()))
 
     async def demote_stale_vitals(self, received_before_ms: int, after_seq: int) -> int:
         """Move live vitals received before `received_before_ms` to the backlog lane, so fresh vitals go
@@ -416,8 +489,5 @@ class Outbox:
         conn = self._conn
         assert conn is not None
         with self._transaction(conn):
-            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
-            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
-            size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
-        return int((pages - free) * size)
+            return self._used_bytes(conn)
 

@@ -107,7 +107,21 @@ def observation_json(row: Mapping[str, Any]) -> dict[str, Any]:
             out["alarm"] = extra["alarm"]
         else:
             out["extra"] = extra
+        if row["kind"] == "gap":
+            out["gap"] = gap_summary(row, extra)
     return out
+
+
+def gap_summary(row: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """What a gap record says, for people: how many readings of which device went missing, when, why."""
+    count = int(extra.get("count") or row.get("value") or 0)
+    first = iso_from_ms(extra.get("from_ms") if isinstance(extra.get("from_ms"), int) else row["time_ms"])
+    last = iso_from_ms(extra.get("to_ms")) if isinstance(extra.get("to_ms"), int) else first
+    reason = str(extra.get("reason") or "unknown reason")
+    lane = str(extra.get("lane") or "")
+    text = (f"{count:,} {lane + ' ' if lane else ''}readings from {row['device_id']} were dropped "
+            f"({reason} on gateway {row['gateway_id']}), {first} \u2013 {last}")
+    return {"count": count, "from": first, "to": last, "reason": reason, "lane": lane, "text": text}
 
 
 def clinic_json(row: Mapping[str, Any]) -> dict[str, Any]:

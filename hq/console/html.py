@@ -144,6 +144,10 @@ def alarm_item(obs: Mapping[str, Any]) -> str:
     )
 
 
+def gap_item(obs: Mapping[str, Any]) -> str:
+    return f"<li class=\"gap\" data-device=\"{e(obs['device_id'])}\">{e(obs['gap']['text'])}</li>"
+
+
 def chart(metric: str) -> str:
     return (
         f"<figure class=\"trend\" data-metric=\"{e(metric)}\"><figcaption>{e(metric_label(metric))}</figcaption>"
@@ -153,7 +157,7 @@ def chart(metric: str) -> str:
 
 
 def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: Sequence[Mapping[str, Any]],
-                 trend_since: str) -> str:
+                 trend_since: str, gaps: Sequence[Mapping[str, Any]] = ()) -> str:
     tiles = "".join(tile(v) for v in vitals)
     charts = "".join(chart(v["metric"]) for v in vitals)
     alarm_items = "".join(alarm_item(a) for a in alarms)
@@ -161,6 +165,7 @@ def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: S
         f"<h1>Patient <span class=\"patient-id\">{e(patient_id)}</span></h1>"
         f"<div class=\"patient\" data-patient=\"{e(patient_id)}\"><div class=\"tiles\" id=\"tiles\">{tiles}</div></div>"
         f"<h2>Alarms</h2><ul class=\"alarms\" id=\"alarms\">{alarm_items}</ul>"
+        f"<h2>Data gaps</h2><ul class=\"gaps\" id=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul>"
         f"<h2>Trends</h2><div class=\"charts\" id=\"charts\">{charts}</div>"
     )
     return page(f"Patient {patient_id}", body,

@@ -52,17 +52,21 @@ async def fleet(request: web.Request) -> web.Response:
     return _html(html.fleet_page(clinics, gateways, patients))
 
 
-def _patient_data(engine: sa.Engine, patient_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _patient_data(
+    engine: sa.Engine, patient_id: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     vitals = [observation_json(r) for r in queries.latest_vitals(engine, patient_id)]
     alarms = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, kind="alarm",
                                                                 limit=ALARMS_SHOWN))
-    return vitals, [observation_json(r) for r in alarms]
+    gaps = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, kind="gap",
+                                                              limit=ALARMS_SHOWN))
+    return vitals, [observation_json(r) for r in alarms], [observation_json(r) for r in gaps]
 
 
 @routes.get("/patients/{patient_id}")
 async def patient(request: web.Request) -> web.Response:
     patient_id = request.match_info["patient_id"]
-    vitals, alarms = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id)
+    vitals, alarms, gaps = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id)
     since = iso_from_ms(now_ms() - request.app[CONFIG].console.trend_window_s * 1000)
     assert since is not None
-    return _html(html.patient_page(patient_id, vitals, alarms, since))
+    return _html(html.patient_page(patient_id, vitals, alarms, since, gaps))

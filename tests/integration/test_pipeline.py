@@ -238,3 +238,34 @@ def test_after_an_outage_fresh_vitals_go_out_before_the_backlog(stack: Stack) ->
     data_lanes = [lane for lane, _ in after if lane in (2, 3)]
     assert 3 in data_lanes, after
     assert data_lanes[0] == 2, f"the first data batch after the outage should be live vitals: {after}"
+
+
+def test_quota_drops_are_explicit_gaps_at_hq(stack: Stack) -> None:
+    import urllib.request
+
+    monitors = [SimulatedDevice(f"monitor-{i}", "hl7", f"P-{i:04d}", rate=40, seed=20 + i) for i in range(4)]
+    spec = GatewaySpec("gw-q", "clinic-q", monitors, quota_bytes=256 * 1024, heartbeat_s=1)
+    stack.start_broker()  # HQ is down: nothing is confirmed, the outbox fills up
+    stack.start_gateway(spec)
+    eventually(lambda: stack.gateway_status("gw-q")["outbox"]["dropped_total"] > 2000, timeout_s=60,
+               what="quota reached")
+    for i in range(4):
+        stack.stop_process(f"sim-gw-q-monitor-{i}")
+    time.sleep(1)
+    stack.start_hq()
+    eventually(lambda: sum(b["count"] for b in stack.gateway_status("gw-q")["backlog"].values()) == 0,
+               timeout_s=60, what="drained")
+    status = stack.gateway_status("gw-q")
+    rows = hq_rows_sqlite(stack, "gw-q")
+    observations = [r for r in rows if r[1] == "observation"]
+    gaps = stack.hq_get("/api/v1/observations?gateway_id=gw-q&kind=gap&limit=10000")["observations"]
+    dropped = status["outbox"]["dropped_total"]
+    assert sum(g["gap"]["count"] for g in gaps) == dropped
+    assert {g["device_id"] for g in gaps} <= {f"monitor-{i}" for i in range(4)}
+    # Everything the gateway committed is at HQ, except exactly what the quota dropped (and said so).
+    appended = status["outbox"]["appended_total"]
+    assert len(rows) == appended - dropped
+    assert len(observations) > 0
+    patient = gaps[0]["patient_id"]
+    with urllib.request.urlopen(f"{stack.hq_url}/patients/{patient}", timeout=10) as resp:
+        assert "were dropped (outbox quota" in resp.read().decode()

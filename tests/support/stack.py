@@ -41,6 +41,7 @@ class GatewaySpec:
     timezone: str = "UTC"
     keepalive_s: int = 10
     live_window_s: float = 60.0
+    quota_bytes: int = 8 * 1024**3
 
 
 class Stack:
@@ -118,7 +119,7 @@ class Stack:
             f'data_dir = "{self.dir / spec.gateway_id}"\ntimezone = "{spec.timezone}"\n',
             f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nkeepalive_s = {spec.keepalive_s}\n',
             f"[status]\nheartbeat_s = {spec.heartbeat_s}\n",
-            f"[outbox]\nlive_window_s = {spec.live_window_s}\n",
+            f"[outbox]\nlive_window_s = {spec.live_window_s}\nquota_bytes = {spec.quota_bytes}\n",
             f"[http]\nport = {self.gateway_http_ports.setdefault(spec.gateway_id, free_port())}\n",
         ]
         for dev in spec.devices:

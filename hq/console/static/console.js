@@ -76,6 +76,13 @@
     tile.classList.add("fresh");
   }
 
+  function showGap(item) {
+    const list = document.getElementById("gaps");
+    if (!list || !item.gap || (page.view === "patient" && item.patient_id !== page.patient_id)) return;
+    list.prepend(el("li", {class: "gap", "data-device": item.device_id}, item.gap.text));
+    while (list.children.length > 50) list.lastChild.remove();
+  }
+
   function showAlarm(item) {
     if (!item.patient_id) return;
     const tile = document.querySelector(".tile" + sel("data-patient", item.patient_id) + sel("data-metric", item.metric));
@@ -221,6 +228,8 @@
           }
         } else if (item.kind === "alarm") {
           showAlarm(item);
+        } else if (item.kind === "gap") {
+          showGap(item);
         }
       }
       for (const [metric, items] of byMetric) {

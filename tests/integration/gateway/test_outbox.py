@@ -186,3 +186,28 @@ async def test_stale_vitals_move_to_the_backlog_lane_unless_already_sent(tmp_pat
     assert ob.count(Lane.BACKLOG) == 17
     assert await ob.demote_stale_vitals(received_before_ms=T0 + 200_000, after_seq=3) == 5
     await ob.close()
+
+
+async def test_quota_drops_oldest_vitals_first_never_alarms_and_records_the_gaps(tmp_path: Path) -> None:
+    quota_bytes = 256 * 1024
+    ob = Outbox(tmp_path / "o.db", "gw-a", quota_bytes=quota_bytes)
+    await ob.open()
+    appended = 0
+    for start in range(0, 30_000, 500):
+        await ob.append([vital(i, patient=f"P{i % 2}") for i in range(start, start + 500)])
+        await ob.append([alarm(start)])
+        appended += 500
+    assert await ob.size_bytes() <= quota_bytes * 1.05
+    assert ob.dropped_total > 10_000
+    entries = await ob.read_lane(Lane.ALARM, 0, 1_000_000)
+    alarms = [e for e in entries if e.kind == "alarm"]
+    gaps = [e for e in entries if e.kind == "gap"]
+    assert len(alarms) == 60  # every alarm kept
+    assert sum(int(g.value or 0) for g in gaps) == ob.dropped_total
+    assert {g.patient_id for g in gaps} == {"P0", "P1"} and {g.device_id for g in gaps} == {"oxi-1"}
+    kept = await ob.read_lane(Lane.VITALS, 0, 1_000_000)
+    assert len(kept) + ob.dropped_total == appended
+    assert min(r.seq for r in kept) > max(int(g.extra["last_seq"]) for g in gaps if g.extra)  # oldest went first
+    first = gaps[0].extra
+    assert first is not None and first["reason"] == "outbox quota" and first["from_ms"] <= first["to_ms"]
+    await ob.close()

@@ -64,3 +64,13 @@ def test_gateway_metrics_per_gateway_and_lane() -> None:
     assert 'hq_gateway_drain_eta_seconds{gateway="gw1",clinic="c1"} 3' in text
     assert 'hq_gateway_devices_down{gateway="gw1",clinic="c1"} 1' in text
     assert "hq_gateways_online 1" in text
+
+
+def test_gap_records_say_what_went_missing() -> None:
+    row = {"kind": "gap", "metric": "OUTBOX_QUOTA", "value": 1200.0, "unit": None, "time_ms": 0, "recv_ms": 0,
+           "hq_ms": 0, "patient_id": "P1", "device_id": "mon-1", "clinic_id": "c", "gateway_id": "gw-1", "seq": 9,
+           "extra": {"reason": "outbox quota", "lane": "backlog", "count": 1200, "from_ms": 0, "to_ms": 3_600_000}}
+    gap = observation_json(row)["gap"]
+    assert gap["count"] == 1200 and gap["to"] == "1970-01-01T01:00:00.000Z"
+    assert gap["text"] == ("1,200 backlog readings from mon-1 were dropped (outbox quota on gateway gw-1), "
+                           "1970-01-01T00:00:00.000Z \u2013 1970-01-01T01:00:00.000Z")
