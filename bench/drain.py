@@ -58,8 +58,10 @@ def waiting(stack: Stack, gateway_id: str) -> int:
 
 def run(db_url: str | None, label: str) -> list[float]:
     gateway_id = "gw-drain"
-    alarms_monitor = SimulatedDevice("monitor-alarms", "hl7", "P-ALARM", rate=2, seed=77, alarm_every_s=2)
-    spec = GatewaySpec(gateway_id, "clinic-drain", [alarms_monitor], heartbeat_s=1)
+    # Live monitors whose patients desaturate over and over: their alarms must overtake the backlog.
+    monitors = [SimulatedDevice(f"monitor-live-{i}", "hl7", f"P-LIVE-{i}", rate=1, seed=70 + i, alarm_every_s=1)
+                for i in range(8)]
+    spec = GatewaySpec(gateway_id, "clinic-drain", monitors, heartbeat_s=1)
     with Stack(db_url=db_url) as stack:
         asyncio.run(prefill(stack.dir / gateway_id / "outbox.db", gateway_id, BACKLOG))
         stack.start_broker()

@@ -142,7 +142,8 @@ class Patient:
             if self._next_forced is None:
                 self._next_forced = _after(now, self.alarm_every_s)
             elif now >= self._next_forced:
-                self._start_desat()
+                if self._desat_left_s <= 0:  # forcing must not stretch an episode that is still going on
+                    self._start_desat()
                 self._next_forced = _after(now, self.alarm_every_s)
         if not first and self._desat_left_s <= 0 and self.rng.random() < dt_s / self.desat_every_s:
             self._start_desat()
