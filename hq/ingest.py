@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,7 +63,11 @@ class Ingest:
         self.settings = settings
         self.stats = IngestStats()
         self._clock = clock
-        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=settings.queue_max_batches)
+        # Priority by lane: an alarm batch overtakes backlog batches already waiting for the writer.
+        # The counter keeps arrival order within a priority (and spares comparing the items).
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Received]] = asyncio.PriorityQueue(
+            maxsize=settings.queue_max_batches)
+        self._arrivals = itertools.count()
         self._last_hq_ms = 0
         self.writer_alive = False
 
@@ -100,9 +105,7 @@ class Ingest:
         try:
             gateway_id = wire.gateway_of_topic(message.topic)
             status = wire.decode_status(message.payload)
-        except (wire.WireError, TypeError, ValueError, AttributeError) as exc:
-            # decode_status lets some malformed fields (backlog counts, device entries) through as
-            # TypeError/AttributeError instead of WireError; they are rejections all the same.
+        except wire.WireError as exc:
             self.stats.rejected += 1
             log.warning("rejected status on %s: %s", message.topic, exc)
             return
@@ -110,7 +113,7 @@ class Ingest:
 
     def _enqueue(self, item: Received, topic: str) -> None:
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((_priority(item), next(self._arrivals), item))
         except asyncio.QueueFull:
             # paho hands us messages from its socket reader, which cannot wait; shedding is safe because
             # the gateway keeps the batch until acked and resends it after its ack timeout.
@@ -135,20 +138,20 @@ class Ingest:
     async def _next_group(self) -> list[Received]:
         """Wait for one item, then gather more until the record limit, the flush interval, or an alarm."""
         loop = asyncio.get_running_loop()
-        first = await self._queue.get()
+        first = (await self._queue.get())[2]
         items = [first]
         records = _records_in(first)
         deadline = loop.time() + self.settings.flush_interval_ms / 1000
         while records < self.settings.max_batch_records and not _is_alarm(items[-1]):
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get_nowait()[2]
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
                     async with asyncio.timeout(remaining):
-                        item = await self._queue.get()
+                        item = (await self._queue.get())[2]
                 except TimeoutError:
                     break
             items.append(item)
@@ -228,6 +231,11 @@ class Ingest:
 
 def _records_in(item: Received) -> int:
     return len(item.batch.records) if isinstance(item, ReceivedBatch) else 1
+
+
+def _priority(item: Received) -> int:
+    """Lower first: statuses (online/offline, device alarms) and alarms, then by lane."""
+    return int(item.batch.lane) if isinstance(item, ReceivedBatch) else 0
 
 
 def _is_alarm(item: Received) -> bool:

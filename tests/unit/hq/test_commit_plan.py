@@ -54,3 +54,16 @@ def test_status_after_data_in_the_same_group_wins() -> None:
     assert update.contact_ms == 3000  # the data was contact; the will is not
     assert update.committed_seq == 1
     assert plan.statuses == 1 and plan.acks == {"gw1": [(Lane.VITALS, 1, 1)]}
+
+
+def test_alarm_batches_overtake_backlog_batches_in_the_ingest_queue() -> None:
+    from hq.commit_plan import ReceivedBatch
+    from hq.ingest import _priority
+
+    def batch(lane: wire.Lane) -> ReceivedBatch:
+        record = wire.WireRecord(1, "observation", "M", 1.0, None, 0, 0, None, "d")
+        return ReceivedBatch(wire.Batch("gw", "c", lane, 0, [record]))
+
+    queued = [batch(wire.Lane.BACKLOG), batch(wire.Lane.VITALS), batch(wire.Lane.ALARM)]
+    order = sorted(range(3), key=lambda i: (_priority(queued[i]), i))
+    assert [queued[i].batch.lane for i in order] == [wire.Lane.ALARM, wire.Lane.VITALS, wire.Lane.BACKLOG]
