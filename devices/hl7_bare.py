@@ -5,15 +5,14 @@ Used for serial links that send messages without MLLP; it does not parse the mes
 
 from __future__ import annotations
 
-from devices.mllp import Frame
+from devices.mllp import Frame, StreamFramer
 from devices.records import DecodeError
 
 _LINE_ENDS = b"\r\n"
-_BLANK = b" \t\r\n\x00"
 _BLANK_LINES = (b"\r\r", b"\n\n", b"\n\r")
 
 
-class BareHl7Framer:
+class BareHl7Framer(StreamFramer):
     """Finds message boundaries in a stream of CR, LF or CRLF terminated segments.
 
     A message starts with "MSH" at the start of a segment and ends at the next such MSH, at a
@@ -22,22 +21,13 @@ class BareHl7Framer:
     reported and skipped.
     """
 
+    GARBAGE_REASON = "bytes outside an HL7 message; expected a message to start with an MSH segment"
+
     def __init__(self, max_frame_bytes: int = 1 << 20) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
-        self._base = 0
+        super().__init__(max_frame_bytes)
         self._in_message = False
         self._skipping = False
         self._line_start = True  # whether _buf[0] starts a line
-        self._scanned = 0
-        self._garbage_reported = False
-
-    def feed(self, data: bytes) -> list[Frame | DecodeError]:
-        self._buf += data
-        out: list[Frame | DecodeError] = []
-        while self._step(out):
-            pass
-        return out
 
     def flush(self) -> list[Frame | DecodeError]:
         out: list[Frame | DecodeError] = []
@@ -55,23 +45,7 @@ class BareHl7Framer:
     def _consume(self, n: int) -> None:
         if n:
             self._line_start = self._buf[n - 1] in _LINE_ENDS
-            del self._buf[:n]
-            self._base += n
-        self._scanned = 0
-
-    def _garbage(self, n: int, out: list[Frame | DecodeError]) -> None:
-        chunk = bytes(self._buf[:n])
-        text = chunk.lstrip(_BLANK)
-        if not self._garbage_reported and text.rstrip(_BLANK):
-            self._garbage_reported = True
-            out.append(
-                DecodeError(
-                    "bytes outside an HL7 message; expected a message to start with an MSH segment",
-                    offset=self._base + len(chunk) - len(text),
-                    frame=text,
-                )
-            )
-        self._consume(n)
+        super()._consume(n)
 
     def _find_msh(self, start: int) -> int:
         """Offset of the next "MSH" that starts a segment, or -1."""

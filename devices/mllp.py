@@ -30,22 +30,17 @@ class Frame:
     offset: int
 
 
-class MllpFramer:
-    """Splits a byte stream into MLLP frames.
+class StreamFramer:
+    """What the MLLP and bare-HL7 framers share: a bounded buffer with its stream offset, a `feed`
+    loop over the subclass's `_step`, and garbage reporting (once per run of it)."""
 
-    Bytes outside VT ... FS CR are garbage: each run of it is reported once. A frame longer
-    than `max_frame_bytes` is reported and skipped up to its end; a VT inside a frame means the
-    sender restarted, so the unfinished frame is reported and a new one begins.
-    """
+    GARBAGE_REASON = "bytes outside a frame"
 
     def __init__(self, max_frame_bytes: int = 1 << 20) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()  # bytes after the frame's VT (in a frame) or unframed bytes
+        self._buf = bytearray()
         self._base = 0  # stream offset of _buf[0]
-        self._frame_start = 0  # stream offset of the current frame's VT
-        self._in_frame = False
-        self._skipping = False  # inside an oversize frame, dropping bytes until its end
-        self._scanned = 0  # bytes of _buf already known to hold no VT and no FS
+        self._scanned = 0  # bytes of _buf already searched for the next boundary
         self._garbage_reported = False
 
     def feed(self, data: bytes) -> list[Frame | DecodeError]:
@@ -54,6 +49,39 @@ class MllpFramer:
         while self._step(out):
             pass
         return out
+
+    def _step(self, out: list[Frame | DecodeError]) -> bool:
+        raise NotImplementedError
+
+    def _consume(self, n: int) -> None:
+        del self._buf[:n]
+        self._base += n
+        self._scanned = 0
+
+    def _garbage(self, n: int, out: list[Frame | DecodeError]) -> None:
+        chunk = bytes(self._buf[:n])
+        text = chunk.lstrip(_BLANK)
+        if not self._garbage_reported and text.rstrip(_BLANK):
+            self._garbage_reported = True
+            out.append(DecodeError(self.GARBAGE_REASON, offset=self._base + len(chunk) - len(text), frame=text))
+        self._consume(n)
+
+
+class MllpFramer(StreamFramer):
+    """Splits a byte stream into MLLP frames.
+
+    Bytes outside VT ... FS CR are garbage: each run of it is reported once. A frame longer
+    than `max_frame_bytes` is reported and skipped up to its end; a VT inside a frame means the
+    sender restarted, so the unfinished frame is reported and a new one begins.
+    """
+
+    GARBAGE_REASON = "bytes outside an MLLP frame; expected VT (0x0B) to start a frame"
+
+    def __init__(self, max_frame_bytes: int = 1 << 20) -> None:
+        super().__init__(max_frame_bytes)  # _buf: bytes after the frame's VT (in a frame) or unframed bytes
+        self._frame_start = 0  # stream offset of the current frame's VT
+        self._in_frame = False
+        self._skipping = False  # inside an oversize frame, dropping bytes until its end
 
     def flush(self) -> list[Frame | DecodeError]:
         """End of stream: an unfinished frame is reported as truncated."""
@@ -75,25 +103,6 @@ class MllpFramer:
         self._in_frame = self._skipping = False
         self._garbage_reported = False
         return out
-
-    def _consume(self, n: int) -> None:
-        del self._buf[:n]
-        self._base += n
-        self._scanned = 0
-
-    def _garbage(self, n: int, out: list[Frame | DecodeError]) -> None:
-        chunk = bytes(self._buf[:n])
-        text = chunk.lstrip(_BLANK)
-        if not self._garbage_reported and text.rstrip(_BLANK):
-            self._garbage_reported = True
-            out.append(
-                DecodeError(
-                    "bytes outside an MLLP frame; expected VT (0x0B) to start a frame",
-                    offset=self._base + len(chunk) - len(text),
-                    frame=text,
-                )
-            )
-        self._consume(n)
 
     def _step(self, out: list[Frame | DecodeError]) -> bool:
         buf = self._buf
