@@ -98,6 +98,26 @@ def _patient(records: Sequence[Record]) -> str | None:
     return next(iter(patients), None)
 
 
+def _obx(
+    d: Delimiters,
+    set_id: int,
+    value_type: str,
+    identifier: str,
+    sub_id: str,
+    value: str,
+    unit: str = "",
+    *,
+    abnormal: str = "",
+    time: str = "",
+) -> str:
+    """One OBX segment with final status (OBX-11 'F'); trailing empty fields are left off."""
+    fields = ["OBX", str(set_id), value_type, identifier, sub_id, value, unit, "", abnormal, "", "", "F",
+              "", "", time]
+    while not fields[-1]:
+        fields.pop()
+    return d.field.join(fields)
+
+
 def encode_oru_r01(
     records: Sequence[Record],
     *,
@@ -154,71 +174,19 @@ def encode_oru_r01(
             if r.value is None:
                 raise ValueError(f"observation {r.metric} has no value; expected a number")
             segments.append(
-                f.join(
-                    [
-                        "OBX",
-                        str(n),
-                        "NM",
-                        _metric_id(r.metric, d),
-                        f"1.1.1.{n}",
-                        format_nm(r.value),
-                        _unit(r.unit, d),
-                        "",
-                        "",
-                        "",
-                        "",
-                        "F",
-                        "",
-                        "",
-                        time,
-                    ]
-                )
+                _obx(d, n, "NM", _metric_id(r.metric, d), f"1.1.1.{n}", format_nm(r.value), _unit(r.unit, d),
+                     time=time)
             )
         elif r.kind is Kind.WAVEFORM:
             samples = d.component.join(format_nm(s) for s in r.samples)
             segments.append(
-                f.join(
-                    [
-                        "OBX",
-                        str(n),
-                        "NA",
-                        _metric_id(r.metric, d),
-                        f"1.1.1.{n}",
-                        samples,
-                        _unit(r.unit, d),
-                        "",
-                        "",
-                        "",
-                        "",
-                        "F",
-                        "",
-                        "",
-                        time,
-                    ]
-                )
+                _obx(d, n, "NA", _metric_id(r.metric, d), f"1.1.1.{n}", samples, _unit(r.unit, d), time=time)
             )
             if r.sample_period_ms is not None:
                 n += 1
                 segments.append(
-                    f.join(
-                        [
-                            "OBX",
-                            str(n),
-                            "NM",
-                            _metric_id("MDC_ATTR_TIME_PD_SAMP", d),
-                            f"1.1.1.{n}",
-                            format_nm(r.sample_period_ms),
-                            _unit("ms", d),
-                            "",
-                            "",
-                            "",
-                            "",
-                            "F",
-                            "",
-                            "",
-                            time,
-                        ]
-                    )
+                    _obx(d, n, "NM", _metric_id("MDC_ATTR_TIME_PD_SAMP", d), f"1.1.1.{n}",
+                         format_nm(r.sample_period_ms), _unit("ms", d), time=time)
                 )
         else:
             raise ValueError(f"record kind {r.kind} does not belong in ORU^R01; use encode_oru_r40 for alarms")
@@ -271,45 +239,11 @@ def encode_oru_r40(
             f.join(["OBR", str(i), "", escape(f"{control_id}-{i}", d), _event_id(a.event, d), "", "", time])
         )
         segments.append(
-            f.join(
-                [
-                    "OBX",
-                    "1",
-                    "ST",
-                    _event_id(a.event, d),
-                    f"{sub}.1",
-                    escape(a.text, d),
-                    "",
-                    "",
-                    f"{priority}{d.repetition}SP",
-                    "",
-                    "",
-                    "F",
-                    "",
-                    "",
-                    time,
-                ]
-            )
+            _obx(d, 1, "ST", _event_id(a.event, d), f"{sub}.1", escape(a.text, d),
+                 abnormal=f"{priority}{d.repetition}SP", time=time)
         )
         value = format_nm(r.value) if r.value is not None else ""
-        segments.append(
-            f.join(
-                [
-                    "OBX",
-                    "2",
-                    "NM" if value else "",
-                    _metric_id(r.metric, d),
-                    f"{sub}.2",
-                    value,
-                    _unit(r.unit, d),
-                    "",
-                    "",
-                    "",
-                    "",
-                    "F",
-                ]
-            )
-        )
+        segments.append(_obx(d, 2, "NM" if value else "", _metric_id(r.metric, d), f"{sub}.2", value, _unit(r.unit, d)))
         attributes = (
             ("68481", "MDC_ATTR_EVENT_PHASE", "start" if active else "end"),
             ("68482", "MDC_ATTR_ALARM_STATE", "active" if active else "inactive"),
@@ -317,8 +251,5 @@ def encode_oru_r40(
             ("68484", "MDC_ATTR_ALARM_PRIORITY", priority),
         )
         for set_id, (code, ref, text) in enumerate(attributes, start=3):
-            segments.append(
-                f.join(["OBX", str(set_id), "ST", f"{code}{c}{ref}{c}MDC", f"{sub}.{set_id}", text,
-                        "", "", "", "", "", "F"])
-            )
+            segments.append(_obx(d, set_id, "ST", f"{code}{c}{ref}{c}MDC", f"{sub}.{set_id}", text))
     return (segment_end.join(segments) + segment_end).encode("utf-8")
