@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from gateway.outbox import Entry, Outbox
-from tests.support.chaos import eventually
+from tests.support.ports import eventually
 from tests.support.postgres import Postgres
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
 

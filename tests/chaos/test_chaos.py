@@ -9,13 +9,13 @@ import pytest
 
 from tests.support.chaos import (
     audit,
-    eventually,
     heavy_clinic,
     kill_broker,
     kill_gateway_repeatedly,
     kill_hq_repeatedly,
     stop_devices_and_drain,
 )
+from tests.support.ports import eventually
 from tests.support.stack import Stack
 
 

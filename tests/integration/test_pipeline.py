@@ -11,18 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import eventually
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
-
-
-def eventually(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        time.sleep(0.2)
 
 
 @pytest.fixture

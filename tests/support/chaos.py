@@ -8,10 +8,9 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from tests.support.ports import eventually
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
 
 
@@ -23,20 +22,6 @@ class Audit:
     lost: int  # committed, not dropped, not at HQ
     duplicated: int  # the same device reading stored twice under different seqs
     out_of_order: int  # devices whose readings, in seq order, go back in time
-
-
-def eventually(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = predicate()
-        except OSError:
-            value = None  # a service restarting: its port may be closed for a moment
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        time.sleep(0.2)
 
 
 def backlog(stack: Stack, gateway_id: str) -> int:

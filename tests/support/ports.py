@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,3 +45,21 @@ def wait_http_ok(url: str, timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} not healthy after {timeout_s} s: {last}")
         time.sleep(0.1)
+
+
+def eventually(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy and return its value; a service restarting may refuse a
+    connection meanwhile (OSError), which counts as not yet."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        time.sleep(0.2)
