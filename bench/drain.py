@@ -2,9 +2,13 @@
 
 Measures how fast the backlog drains into HQ's database (SQLite, then PostgreSQL), HQ's ingest rate while
 saturated, and how long alarms raised *during* the drain take to reach HQ's database.
-No network delay is added here (no tc netem in this harness yet): loopback round trips.
+The gateway reaches the broker over a WAN with a 100 ms round trip (DRAIN_RTT_MS; 0 for plain loopback):
+a userspace TCP proxy delays each direction by half of it (this machine has no tc netem).
+The uplink has one batch in flight per round trip (it awaits each PUBACK before the next publish, so
+outbox.max_inflight_batches does not widen the window): the gateway here sends batches of 5,000 readings
+(default 500: 3,100 readings/s at 100 ms; 5,000: 13,000).
 
-Prints: drain_readings_per_s, hq_ingest_readings_per_s_sqlite, alarm_latency_under_backlog_p50_ms,
+Prints: drain_rtt_ms, drain_readings_per_s, hq_ingest_readings_per_s_sqlite, alarm_latency_under_backlog_p50_ms,
 alarm_latency_under_backlog_p99_ms, then drain_readings_per_s_postgres, hq_ingest_readings_per_s_postgres.
 """
 
@@ -24,6 +28,8 @@ from tests.support.postgres import Postgres
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
 
 BACKLOG = int(os.environ.get("DRAIN_BACKLOG", "1000000"))
+RTT_MS = float(os.environ.get("DRAIN_RTT_MS", "100"))
+BATCH_MAX_RECORDS = 500  # the gateway default: the in-flight window, not batch size, covers the round trip
 METRICS = ["MDC_PULS_OXIM_SAT_O2", "MDC_PULS_OXIM_PULS_RATE", "MDC_ECG_HEART_RATE", "MDC_RESP_RATE",
            "MDC_PULS_OXIM_PERF_REL"]
 
@@ -61,10 +67,12 @@ def run(db_url: str | None, label: str) -> list[float]:
     # Live monitors whose patients desaturate over and over: their alarms must overtake the backlog.
     monitors = [SimulatedDevice(f"monitor-live-{i}", "hl7", f"P-LIVE-{i}", rate=1, seed=70 + i, alarm_every_s=1)
                 for i in range(8)]
-    spec = GatewaySpec(gateway_id, "clinic-drain", monitors, heartbeat_s=1)
+    spec = GatewaySpec(gateway_id, "clinic-drain", monitors, heartbeat_s=1,
+                       outbox_options={"batch_max_records": BATCH_MAX_RECORDS})
     with Stack(db_url=db_url) as stack:
         asyncio.run(prefill(stack.dir / gateway_id / "outbox.db", gateway_id, BACKLOG))
         stack.start_broker()
+        spec.broker_via = stack.broker_proxy(delay_up_ms=RTT_MS / 2, delay_down_ms=RTT_MS / 2)
         stack.start_hq()
         before = hq_readings_total(stack)
         started = time.monotonic()
@@ -85,6 +93,7 @@ def run(db_url: str | None, label: str) -> list[float]:
 
 
 def main() -> None:
+    print(f"drain_rtt_ms: {RTT_MS:.0f} ms", flush=True)
     latencies = sorted(run(None, ""))
     if not latencies:
         sys.exit("no alarm reached HQ during the drain")

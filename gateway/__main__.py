@@ -1,4 +1,6 @@
-"""Command line of the gateway service: `python -m gateway --config gateway.toml [--check-config]`."""
+"""Command line of the gateway service: `python -m gateway --config gateway.toml [--check-config]`,
+and `python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +13,56 @@ from pathlib import Path
 
 from gateway import app
 from gateway.config import GatewayConfig
-from gateway.outbox import OutboxError
+from gateway.outbox import OutboxError, skip_seqs_after_restore
+from gateway.replication import ReplicationError, restore
 from gateway.tomlconfig import ConfigError, load, markdown_reference
 
 log = logging.getLogger("gateway")
 
+DEFAULT_CONFIG = Path("/etc/clinic-gateway/gateway.toml")
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m gateway", description="Clinic edge gateway service.")
-    p.add_argument("--config", type=Path, default=Path("/etc/clinic-gateway/gateway.toml"),
+    p = argparse.ArgumentParser(
+        prog="python -m gateway", description="Clinic edge gateway service.",
+        epilog="python -m gateway restore --config PATH [--force] restores the outbox from its Litestream "
+               "replica (see python -m gateway restore -h).")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="TOML configuration file (default: %(default)s)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     p.add_argument("--config-reference", action="store_true",
                    help="print every setting with its default and meaning (Markdown) and exit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p.parse_args(argv)
+
+
+def parse_restore_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway restore",
+        description="Restore the outbox database from its Litestream replica ([replication] in the "
+                    "configuration), then move its next sequence number forward so that numbers the lost "
+                    "outbox handed out are never used again. Stop the gateway first: it must not run "
+                    "during a restore.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="the gateway's TOML configuration file (default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing outbox file (without it, an existing outbox is never touched)")
+    return p.parse_args(argv)
+
+
+def load_config(path: Path) -> GatewayConfig | None:
+    """The validated configuration, or None after printing why it is not usable."""
+    try:
+        config = load(path, GatewayConfig)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return None
+    for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files())):
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            print(f"gateway: {path}: file {missing[0]} (named in [{section}]) does not exist", file=sys.stderr)
+            return None
+    return config
 
 
 async def _serve(config: GatewayConfig) -> None:
@@ -36,28 +73,49 @@ async def _serve(config: GatewayConfig) -> None:
     await app.run(config, stop)
 
 
+def restore_main(argv: list[str]) -> int:
+    args = parse_restore_args(argv)
+    config = load_config(args.config)
+    if config is None:
+        return 2
+    path = config.outbox_path
+    try:
+        result = restore(path, config.replication, force=args.force)
+    except ReplicationError as exc:
+        print(f"gateway: restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {path} from {result.replica_url} (Litestream transaction {result.txid})")
+    try:
+        old, new = skip_seqs_after_restore(path)
+    except OutboxError as exc:
+        print(f"gateway: restore: {exc}\nDo not start the gateway before its next_seq is moved forward: run "
+              "this command again with --force.", file=sys.stderr)
+        return 1
+    print(f"next sequence number moved from {old} to {new}: numbers the lost outbox may have handed out "
+          "after its last replicated commit are never used again")
+    print("the gateway can be started")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["restore"]:
+        return restore_main(argv[1:])
     args = parse_args(argv)
     if args.config_reference:
         print(markdown_reference(GatewayConfig), end="")
         return 0
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        config = load(args.config, GatewayConfig)
-    except ConfigError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
-        return 2
-    missing = [p for p in config.mqtt.secret_files() if not p.is_file()]
-    if missing:
-        print(f"gateway: {args.config}: file {missing[0]} (named in [mqtt]) does not exist", file=sys.stderr)
+    config = load_config(args.config)
+    if config is None:
         return 2
     if args.check_config:
         print(f"{args.config}: configuration is valid")
         return 0
     try:
         asyncio.run(_serve(config))
-    except OutboxError as exc:
+    except (OutboxError, ReplicationError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     return 0

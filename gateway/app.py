@@ -17,6 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.local_api import LocalApi
 from gateway.mqttlink import MqttLink, Will
 from gateway.outbox import Outbox
+from gateway.replication import Replicator
 from gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Gateway:
     tcp_sources: list[TcpSource] = field(default_factory=list)
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
+    replicator: Replicator | None = None  # Litestream, when [replication] is enabled
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -60,7 +62,8 @@ class Gateway:
 
 def build(config: GatewayConfig) -> Gateway:
     g = config.gateway
-    outbox = Outbox(config.outbox_path, g.id, quota_bytes=config.outbox.quota_bytes)
+    outbox = Outbox(config.outbox_path, g.id, quota_bytes=config.outbox.quota_bytes,
+                    retain_sent_ms=int(config.outbox.retain_sent_h * 3600 * 1000))
     offline = wire.Status(wire.GatewayState.OFFLINE, g.clinic_id, 0, software_version())
     link = MqttLink(config.mqtt.link_settings(g.id), will=Will(wire.status_topic(g.id), wire.encode_status(offline)))
     uplink = Uplink(
@@ -68,7 +71,7 @@ def build(config: GatewayConfig) -> Gateway:
         batch_max_records=config.outbox.batch_max_records,
         max_inflight_batches=config.outbox.max_inflight_batches,
         ack_timeout_s=config.outbox.ack_timeout_s, heartbeat_s=config.status.heartbeat_s,
-        live_window_s=config.outbox.live_window_s,
+        live_window_s=config.outbox.live_window_s, retain_sent_s=config.outbox.retain_sent_h * 3600,
     )
     gw = Gateway(config, outbox, link, uplink)
     uplink.set_status_source(gw.status)
@@ -93,6 +96,8 @@ def build(config: GatewayConfig) -> Gateway:
                                         outbox.append, on_state, gw.devices))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
+    if config.replication.enabled:
+        gw.replicator = Replicator(config.outbox_path, config.replication)
     return gw
 
 
@@ -105,6 +110,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
              gw.outbox.next_seq)
     stop = stop or asyncio.Event()
     try:
+        if gw.replicator is not None:
+            gw.replicator.start()  # the outbox is open and in WAL mode, as Litestream needs
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(gw.link.run()), tg.create_task(gw.uplink.run())]
             tasks += [tg.create_task(s.run()) for s in gw.serial_sources]
@@ -121,4 +128,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
         if gw.local_api is not None:
             with contextlib.suppress(Exception):
                 await gw.local_api.stop()
-        await gw.outbox.close()
+        try:
+            await gw.outbox.close()
+        finally:
+            if gw.replicator is not None:
+                await gw.replicator.stop()  # after the outbox's last commit, so Litestream ships it

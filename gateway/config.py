@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.mqttlink import BrokerSection
+from gateway.replication import ReplicationSection
 from gateway.wire import valid_gateway_id
 
 
@@ -54,8 +55,9 @@ class OutboxSection:
     path: Path | None = field(default=None, metadata=_doc(
         "Outbox SQLite file; default <gateway.data_dir>/outbox.db."))
     batch_max_records: int = field(default=500, metadata=_doc("Most readings in one MQTT message."))
-    max_inflight_batches: int = field(default=8, metadata=_doc(
-        "Batches sent but not yet confirmed by HQ, at most."))
+    max_inflight_batches: int = field(default=32, metadata=_doc(
+        "Batches sent but not yet confirmed by HQ, at most: the window that keeps a backlog draining across "
+        "a long round trip (32 x 500 readings cover ~1 s of HQ commit time plus a 100 ms WAN)."))
     ack_timeout_s: float = field(default=15.0, metadata=_doc(
         "Resend a batch HQ has not confirmed within this time."))
     quota_bytes: int = field(default=8 * 1024**3, metadata=_doc(
@@ -64,6 +66,10 @@ class OutboxSection:
         "events are never dropped. A week of 16 monitors (~200 readings/s) needs about 4 GiB."))
     live_window_s: float = field(default=60.0, metadata=_doc(
         "Vitals not sent within this time move to the backlog lane: after an outage, fresh vitals go first."))
+    retain_sent_h: float = field(default=24.0, metadata=_doc(
+        "Hours an entry HQ has confirmed is kept, so HQ can ask for a replay after restoring its database "
+        "from a backup. Kept entries count against quota_bytes and are the first to go when it is reached; "
+        "0 deletes entries as soon as HQ confirms them."))
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_records <= 20000:
@@ -76,6 +82,8 @@ class OutboxSection:
             raise ValueError(f"quota_bytes {self.quota_bytes} must be at least 65536 (64 KiB)")
         if self.live_window_s < 5:
             raise ValueError(f"live_window_s {self.live_window_s} must be at least 5")
+        if not 0 <= self.retain_sent_h <= 24 * 31:
+            raise ValueError(f"retain_sent_h {self.retain_sent_h} must be 0-744 (31 days)")
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class GatewayConfig:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     status: StatusSection = field(default_factory=StatusSection)
     http: HttpSection = field(default_factory=HttpSection)
+    replication: ReplicationSection = field(default_factory=ReplicationSection)
     serial: list[SerialDevice] = field(default_factory=list, metadata=_doc("[[serial]] devices."))
     tcp: list[TcpListener] = field(default_factory=list, metadata=_doc("[[tcp]] MLLP listeners."))
 

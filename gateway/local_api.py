@@ -43,6 +43,9 @@ class LocalApi:
             problems.append("not connected to the MQTT broker (data is buffered in the outbox)")
         problems += [f"device {h.device_id} is {h.state}" for h in self.gateway.devices.values()
                      if h.state in ("silent", "disconnected")]
+        replicator = self.gateway.replicator
+        if replicator is not None and not replicator.running:
+            problems.append("replication (litestream) is not running: the outbox has no fresh off-box copy")
         body = {"status": "ok" if not problems else "degraded", "problems": problems}
         # Buffering while HQ is away is normal operation: only a dead outbox would be a 503.
         return web.json_response(body, status=200)
@@ -62,7 +65,12 @@ class LocalApi:
             "outbox": {"appended_total": self.gateway.outbox.appended_total,
                        "dropped_total": self.gateway.outbox.dropped_total,
                        "removed_total": self.gateway.outbox.removed_total,
+                       "retained": self.gateway.outbox.retained,
+                       "expired_total": self.gateway.outbox.expired_total,
+                       "replayed_total": self.gateway.outbox.replayed_total,
                        "next_seq": self.gateway.outbox.next_seq},
+            "replication": {"enabled": False} if self.gateway.replicator is None else
+                           {"enabled": True, **self.gateway.replicator.state()},
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
@@ -86,6 +94,10 @@ class LocalApi:
                           gw.outbox.commits_total),
             Family.single("gateway_outbox_dropped_total", "counter",
                           "Entries the disk quota forced out (each recorded as a gap at HQ).", gw.outbox.dropped_total),
+            Family.single("gateway_outbox_retained", "gauge",
+                          "Entries HQ confirmed, kept for a replay after an HQ restore.", gw.outbox.retained),
+            Family.single("gateway_outbox_replayed_total", "counter",
+                          "Confirmed entries sent again at HQ's request.", gw.outbox.replayed_total),
             Family.single("gateway_uplink_batches_sent_total", "counter", "Batches published.", s.batches_sent),
             Family.single("gateway_uplink_records_sent_total", "counter", "Records published (incl. resends).",
                           s.records_sent),
@@ -106,5 +118,15 @@ class LocalApi:
             Family("gateway_device_rejected_frames_total", "counter", "Frames rejected per device.",
                    {(("device", d.device_id),): d.errors_total for d in devices}),
         ]
+        if gw.replicator is not None:
+            metrics += [
+                Family.single("gateway_replication_up", "gauge", "1 when litestream replicates the outbox.",
+                              1 if gw.replicator.running else 0),
+                Family.single("gateway_replication_restarts_total", "counter",
+                              "Times litestream exited and was started again.", gw.replicator.restarts),
+                Family.single("gateway_replication_errors_total", "counter",
+                              "Errors litestream logged (e.g. the replica unreachable; it retries).",
+                              gw.replicator.errors_total),
+            ]
         return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

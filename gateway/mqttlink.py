@@ -321,7 +321,7 @@ class MqttLink:
                         s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
                     ),
                 )
-                reason = await self._connack
+                reason = await self._wait_connack()
         except (OSError, TimeoutError, ssl.SSLError, socket.gaierror) as exc:
             self._connect_failed(f"connect to {s.host}:{s.port} failed: {exc or type(exc).__name__}")
             return False
@@ -330,6 +330,20 @@ class MqttLink:
             return False
         self._failures = 0
         return True
+
+    async def _wait_connack(self) -> ReasonCode:
+        """The broker's CONNACK, or ConnectionError as soon as the connection drops before it: a reset just
+        after the TCP handshake (a proxy or load balancer with no broker behind it) must not cost the whole
+        connect timeout before the next attempt."""
+        assert self._connack is not None
+        lost: asyncio.Future[Any] = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait([self._connack, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if self._connack.done():
+            return self._connack.result()
+        raise ConnectionError("connection closed before the broker's CONNACK")
 
     def _connect_failed(self, why: str) -> None:
         self._drop_client()

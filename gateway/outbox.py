@@ -1,8 +1,10 @@
 """The Outbox: the gateway's durable, prioritised queue of readings waiting for HQ to commit them.
 
 A reading exists once `append()` has returned: it is in SQLite (WAL, synchronous=FULL) under a
-gateway-unique, monotonically increasing sequence number. Entries leave only when HQ acknowledges
-their sequence range (`remove_acked`). It does not talk to MQTT: the Uplink does.
+gateway-unique, monotonically increasing sequence number. Entries leave their lane only when HQ
+acknowledges them (`remove_acked`); with a retention set they move to the `sent` table, where they stay
+for that long (or until the quota needs the room) so HQ can ask for a replay (`replay_from`) after
+restoring its database. It does not talk to MQTT: the Uplink does.
 """
 
 from __future__ import annotations
@@ -86,14 +88,10 @@ strings_table = sa.Table(
 )
 
 
-def _lane_table(lane: Lane) -> sa.Table:
-    # One table per lane keyed by seq (the rowid): draining a lane is a rowid range scan, with no
-    # secondary index costing bytes per reading. REAL affinity: SQLite stores whole numbers in a
-    # REAL column as small integers on disk, so a SpO2 of 97 takes 1 byte, not 8.
-    return sa.Table(
-        f"lane_{lane.name.lower()}",
-        metadata,
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+def _entry_columns() -> list[sa.Column[Any]]:
+    # REAL affinity: SQLite stores whole numbers in a REAL column as small integers on disk, so a
+    # SpO2 of 97 takes 1 byte, not 8.
+    return [
         sa.Column("kind", sa.Integer, nullable=False),
         sa.Column("metric", sa.Integer, nullable=False),
         sa.Column("value", sa.Float),
@@ -103,14 +101,41 @@ def _lane_table(lane: Lane) -> sa.Table:
         sa.Column("device", sa.Integer, nullable=False),
         sa.Column("patient", sa.Integer),
         sa.Column("extra", sa.Text),
-    )
+    ]
+
+
+def _lane_table(lane: Lane) -> sa.Table:
+    # One table per lane keyed by seq (the rowid): draining a lane is a rowid range scan, with no
+    # secondary index costing bytes per reading.
+    return sa.Table(f"lane_{lane.name.lower()}", metadata,
+                    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False), *_entry_columns())
 
 
 LANE_TABLES: dict[Lane, sa.Table] = {lane: _lane_table(lane) for lane in Lane}
+ENTRY_COLUMNS = [c.name for c in LANE_TABLES[Lane.ALARM].columns]  # seq first
 _INSERT_SQL = {
-    lane: f"INSERT INTO {t.name} ({', '.join(c.name for c in t.columns)}) VALUES ({', '.join('?' for _ in t.columns)})"
+    lane: f"INSERT INTO {t.name} ({', '.join(ENTRY_COLUMNS)}) VALUES ({', '.join('?' for _ in ENTRY_COLUMNS)})"
     for lane, t in LANE_TABLES.items()
 }
+
+# Entries HQ confirmed, kept for a replay; `lane` is where each came from.
+sent_table = sa.Table("sent", metadata, sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+                      sa.Column("lane", sa.Integer, nullable=False), *_entry_columns())
+# One row per confirmed seq run: when it was confirmed, so retention can expire the oldest first.
+sent_marks = sa.Table(
+    "sent_marks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("acked_ms", sa.Integer, nullable=False),
+    sa.Column("first_seq", sa.Integer, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+)
+_KEEP_SENT_SQL = {
+    lane: f"INSERT INTO sent (lane, {', '.join(ENTRY_COLUMNS)}) SELECT {int(lane)}, {', '.join(ENTRY_COLUMNS)} "
+          f"FROM {t.name} WHERE seq BETWEEN ? AND ?"
+    for lane, t in LANE_TABLES.items()
+}
+_DELETE_SQL = {lane: f"DELETE FROM {t.name} WHERE seq BETWEEN ? AND ?" for lane, t in LANE_TABLES.items()}
+MARKS_PER_TRANSACTION = 1000  # expiring retention in short transactions: appends wait behind them
 
 
 class OutboxError(Exception):
@@ -134,10 +159,12 @@ class Outbox:
     `append()` group-commits: concurrent callers (one per device) share one transaction and one fsync.
     """
 
-    def __init__(self, path: Path, gateway_id: str, *, quota_bytes: int | None = None) -> None:
+    def __init__(self, path: Path, gateway_id: str, *, quota_bytes: int | None = None,
+                 retain_sent_ms: int = 0) -> None:
         self.path = path
         self.gateway_id = gateway_id
         self.quota_bytes = quota_bytes
+        self.retain_sent_ms = retain_sent_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         self._engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
@@ -146,6 +173,7 @@ class Outbox:
         self._committed_string_ids: set[int] = set()
         self._next_seq = 1
         self._counts: dict[Lane, int] = dict.fromkeys(Lane, 0)
+        self._sent_count = 0
         # (last seq, newest receive time) of each commit's live vitals: where the live window ends.
         self._vitals_marks: deque[tuple[int, int]] = deque()
         self._pending: list[tuple[list[Entry], asyncio.Future[list[int]]]] = []
@@ -155,6 +183,8 @@ class Outbox:
         self.appended_total = 0
         self.removed_total = 0
         self.dropped_total = 0  # entries the quota forced out (each drop recorded as a gap entry)
+        self.expired_total = 0  # confirmed entries deleted after their retention or for the quota
+        self.replayed_total = 0  # confirmed entries put back to be sent again at HQ's request
         self.commits_total = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -200,6 +230,10 @@ class Outbox:
                     if max_seq is not None:
                         next_seq = max(next_seq, max_seq + 1)
                     self._counts[lane] = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                sent_max = conn.execute(sa.select(sa.func.max(sent_table.c.seq))).scalar()
+                if sent_max is not None:
+                    next_seq = max(next_seq, sent_max + 1)
+                self._sent_count = conn.execute(sa.select(sa.func.count()).select_from(sent_table)).scalar_one()
                 self._next_seq = next_seq
                 vitals = LANE_TABLES[Lane.VITALS]
                 last = conn.execute(sa.select(vitals.c.seq, vitals.c.time_ms, vitals.c.recv_delta_ms)
@@ -366,21 +400,118 @@ class Outbox:
         ]
 
     async def remove_acked(self, ranges: Iterable[tuple[Lane, int, int]]) -> int:
-        """Delete entries HQ has committed. Idempotent: removing an absent range does nothing."""
+        """Take entries HQ has committed out of their lanes (into `sent` when retention is on).
+        Idempotent: removing an absent range does nothing."""
         return int(await self._run(self._remove_sync, list(ranges)))
 
     def _remove_sync(self, ranges: list[tuple[Lane, int, int]]) -> int:
         conn = self._conn
         assert conn is not None
-        removed = 0
+        removed = kept = 0
+        now_ms = time.time_ns() // 1_000_000
         with self._transaction(conn):
             for lane, first, last in ranges:
-                t = LANE_TABLES[lane]
-                n = conn.execute(t.delete().where(t.c.seq.between(first, last))).rowcount
+                if self.retain_sent_ms:
+                    n_kept = conn.exec_driver_sql(_KEEP_SENT_SQL[lane], (first, last)).rowcount
+                    if n_kept:
+                        conn.execute(sent_marks.insert().values(acked_ms=now_ms, first_seq=first, last_seq=last))
+                    kept += n_kept
+                n = conn.exec_driver_sql(_DELETE_SQL[lane], (first, last)).rowcount
                 self._counts[lane] -= n
                 removed += n
+        self._sent_count += kept
         self.removed_total += removed
         return removed
+
+    # ---- confirmed entries kept for a replay -------------------------------------------------
+    async def expire_sent(self, confirmed_before_ms: int) -> int:
+        """Delete kept entries HQ confirmed before the given time; returns how many."""
+        total = 0
+        while True:
+            n, more = await self._run(self._expire_sync, confirmed_before_ms, None)
+            total += int(n)
+            if not more:
+                return total
+
+    def _expire_sync(self, confirmed_before_ms: int | None, at_least: int | None) -> tuple[int, bool]:
+        """Delete the oldest confirmed runs, those confirmed before a time or at least a number of entries.
+        Returns (entries deleted, whether more runs qualify than one transaction took)."""
+        conn = self._conn
+        assert conn is not None
+        with self._transaction(conn):
+            return self._expire_in(conn, confirmed_before_ms, at_least)
+
+    def _expire_in(self, conn: sa.Connection, confirmed_before_ms: int | None,
+                   at_least: int | None) -> tuple[int, bool]:
+        q = sa.select(sent_marks.c.id, sent_marks.c.first_seq, sent_marks.c.last_seq).order_by(sent_marks.c.id)
+        if confirmed_before_ms is not None:
+            q = q.where(sent_marks.c.acked_ms < confirmed_before_ms)
+        marks = conn.execute(q.limit(MARKS_PER_TRANSACTION + 1)).all()
+        deleted = 0
+        done_upto = None
+        for i, (mark_id, first, last) in enumerate(marks):
+            if i == MARKS_PER_TRANSACTION or (at_least is not None and deleted >= at_least):
+                break
+            deleted += conn.execute(sent_table.delete().where(sent_table.c.seq.between(first, last))).rowcount
+            done_upto = mark_id
+        if done_upto is not None:
+            conn.execute(sent_marks.delete().where(sent_marks.c.id <= done_upto))
+        self._sent_count -= deleted
+        self.expired_total += deleted
+        more = len(marks) > MARKS_PER_TRANSACTION and (at_least is None or deleted < at_least)
+        return deleted, more
+
+    async def replay_from(self, request_id: str, from_seq: int) -> int | None:
+        """Put kept entries from `from_seq` on back into their lanes (live vitals into the backlog lane),
+        to be sent again. Carried out once per `request_id`: returns None for one already done."""
+        result = await self._run(self._replay_sync, request_id, from_seq)
+        return None if result is None else int(result)
+
+    def _replay_sync(self, request_id: str, from_seq: int) -> int | None:
+        conn = self._conn
+        assert conn is not None
+        done = meta_table.c.key == "replay_done"
+        moved: dict[Lane, int] = {}
+        with self._transaction(conn):
+            if conn.execute(sa.select(meta_table.c.value).where(done)).scalar() == request_id:
+                return None
+            for source in Lane:
+                target = Lane.BACKLOG if source is Lane.VITALS else source
+                picked = sa.select(*(sent_table.c[name] for name in ENTRY_COLUMNS)).where(
+                    sent_table.c.seq >= from_seq, sent_table.c.lane == int(source))
+                n = conn.execute(LANE_TABLES[target].insert().from_select(ENTRY_COLUMNS, picked)).rowcount
+                if n:
+                    moved[target] = moved.get(target, 0) + n
+            conn.execute(sent_table.delete().where(sent_table.c.seq >= from_seq))
+            conn.execute(meta_table.delete().where(done))
+            conn.execute(meta_table.insert().values(key="replay_done", value=request_id))
+        total = sum(moved.values())
+        for lane, n in moved.items():
+            self._counts[lane] += n
+        self._sent_count -= total
+        self.replayed_total += total
+        return total
+
+    @property
+    def retained(self) -> int:
+        """Confirmed entries kept for a replay."""
+        return self._sent_count
+
+    async def floor(self) -> int:
+        """Every seq below this one HQ has confirmed, or the quota dropped with a gap entry saying so."""
+        return int(await self._run(self._floor_sync))
+
+    def _floor_sync(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        lowest = self._next_seq
+        with self._transaction(conn):
+            for lane, t in LANE_TABLES.items():
+                if self._counts[lane]:
+                    first = conn.execute(sa.select(sa.func.min(t.c.seq))).scalar()
+                    if first is not None:
+                        lowest = min(lowest, first)
+        return lowest
 
     def _used_bytes(self, conn: sa.Connection) -> int:
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
@@ -394,9 +525,15 @@ class Outbox:
         assert conn is not None and self.quota_bytes is not None
         with self._transaction(conn):
             used = self._used_bytes(conn)
-        plan = quota.plan_drop(used, self.quota_bytes, self._counts)
+        drop_sent, plan = quota.plan_drop(used, self.quota_bytes, self._counts, self._sent_count)
+        if drop_sent:
+            # Already at HQ: going costs nothing but the chance of a replay, so no gap is recorded.
+            with self._transaction(conn):
+                expired, _more = self._expire_in(conn, None, drop_sent)
+            log.warning("outbox over its quota (%d > %d bytes): deleted %d entries HQ had confirmed",
+                        used, self.quota_bytes, expired)
         if not plan:
-            if used > self.quota_bytes:
+            if used > self.quota_bytes and not drop_sent:
                 log.critical("outbox %s is over its quota (%d > %d bytes) with only alarms and consultation "
                              "events, which are never dropped", self.path, used, self.quota_bytes)
             return
@@ -491,3 +628,38 @@ class Outbox:
         with self._transaction(conn):
             return self._used_bytes(conn)
 
+
+
+RESTORE_SEQ_MARGIN = 10_000_000
+
+
+def skip_seqs_after_restore(path: Path, margin: int = RESTORE_SEQ_MARGIN) -> tuple[int, int]:
+    """After restoring the outbox from a replica: move `next_seq` forward by `margin`.
+
+    A replica lags the live database by up to a sync interval, so the last sequence numbers the lost
+    database handed out (and HQ may hold) are not in the restored copy. Reusing them would make HQ
+    discard new readings as duplicates. Returns (old next_seq, new next_seq).
+    """
+    import sqlite3
+
+    if not path.is_file():
+        raise OutboxError(f"there is no outbox database at {path}")
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = None
+            if "meta" in tables:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+            if row is None or not {t.name for t in [*LANE_TABLES.values(), sent_table]} <= tables:
+                raise OutboxError(f"{path} is not an outbox database (no next_seq in its meta table)")
+            highest = max(int(row[0]) - 1, *(
+                conn.execute(f"SELECT coalesce(max(seq), 0) FROM {t.name}").fetchone()[0]
+                for t in [*LANE_TABLES.values(), sent_table]))
+            old, new = highest + 1, highest + 1 + margin
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(new),))
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot update {path} after the restore: {exc}") from exc
+    finally:
+        conn.close()
+    return old, new

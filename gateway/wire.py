@@ -9,13 +9,18 @@ Topics (all under the gateway's own prefix, so the broker ACL `clinic/%u/#` conf
     clinic/{gateway_id}/up/status    gateway -> HQ  QoS 1, retained; birth/heartbeat, and the
                                                     last will ("offline") set at connect
     clinic/{gateway_id}/down/ack     HQ -> gateway  QoS 1      Ack: seq ranges HQ has committed
+    clinic/{gateway_id}/down/replay  HQ -> gateway  QoS 1, retained; Replay request: resend what HQ
+                                                    confirmed from a seq on (after restoring its database)
 
 Batch payload: 1 version byte (`BATCH_VERSION`) + zlib-compressed JSON
     {"gw": str, "clinic": str, "lane": int, "sent_ms": int,
-     "rows": [[seq, kind, metric, value, unit, time_ms, recv_ms, patient_id, device_id, extra], ...]}
+     "rows": [[seq, kind, metric, value, unit, time_ms, recv_ms, patient_id, device_id, extra], ...],
+     "floor": int}
 with kind one of "observation" | "alarm" | "waveform" | "gap" | "event", times as Unix milliseconds
 (UTC), `time_ms` the source's own time and `recv_ms` the gateway's receive time, and `extra` null
-or an object (alarm details, waveform samples, gap details).
+or an object (alarm details, waveform samples, gap details). `floor` (optional, default 0): every seq
+below it HQ has confirmed, or the quota dropped with a gap entry saying so; HQ keeps it as the point a
+replay must start from if it loses its newest commits.
 Status and ack payloads are plain JSON objects with a "v" version field.
 """
 
@@ -67,6 +72,10 @@ def ack_topic(gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/down/ack"
 
 
+def replay_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/down/replay"
+
+
 HQ_DATA_SUBSCRIPTION = f"$share/hq-ingest/{TOPIC_ROOT}/+/up/data"
 HQ_STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/up/status"
 
@@ -112,6 +121,7 @@ class Batch:
     lane: Lane
     sent_ms: int
     records: list[WireRecord] = field(default_factory=list)
+    floor: int = 0  # every seq below it is confirmed by HQ (or dropped with a recorded gap)
 
     @property
     def first_seq(self) -> int:
@@ -131,6 +141,7 @@ def encode_batch(batch: Batch) -> bytes:
         "lane": int(batch.lane),
         "sent_ms": batch.sent_ms,
         "rows": [r.row() for r in batch.records],
+        "floor": batch.floor,
     }
     body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     return bytes([BATCH_VERSION]) + zlib.compress(body, 1)
@@ -163,7 +174,10 @@ def decode_batch(payload: bytes) -> Batch:
     for prev, cur in itertools.pairwise(records):
         if cur.seq <= prev.seq:
             raise WireError(f"batch rows not in increasing seq order at seq {cur.seq}")
-    return Batch(gw, clinic, lane, sent_ms, records)
+    floor = doc.get("floor", 0)
+    if not _is_int(floor) or floor < 0:
+        raise WireError(f"batch field 'floor' = {floor!r}; expected a non-negative integer (a seq)")
+    return Batch(gw, clinic, lane, sent_ms, records, floor)
 
 
 def _decode_row(index: int, row: Any) -> WireRecord:
@@ -229,6 +243,35 @@ def decode_ack(payload: bytes) -> Ack:
             raise WireError(f"ack range {item!r} has first_seq > last_seq")
         ranges.append((lane, first, last))
     return Ack(ranges, _field(doc, "committed_seq", int), _field(doc, "hq_ms", int))
+
+
+# ---- replay requests ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """HQ asks a gateway to send again every entry from `from_seq` on that it still keeps, confirmed or
+    not. Retained, so a gateway offline at the time gets it when it connects; `request_id` lets the
+    gateway carry out each request once."""
+
+    request_id: str
+    from_seq: int
+    hq_ms: int
+
+
+def encode_replay(replay: Replay) -> bytes:
+    doc = {"v": PROTOCOL_VERSION, "request_id": replay.request_id, "from_seq": replay.from_seq,
+           "hq_ms": replay.hq_ms}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_replay(payload: bytes) -> Replay:
+    doc = _json_object(payload, "replay")
+    request_id = _field(doc, "request_id", str)
+    if not request_id or len(request_id) > 100:
+        raise WireError("replay field 'request_id' must be 1-100 characters")
+    from_seq = _field(doc, "from_seq", int)
+    if from_seq < 0:
+        raise WireError(f"replay field 'from_seq' = {from_seq}; expected a non-negative seq")
+    return Replay(request_id, from_seq, _field(doc, "hq_ms", int))
 
 
 # ---- status (birth, heartbeat, last will) -------------------------------------------------

@@ -1,4 +1,5 @@
-"""`python -m hq serve --config PATH [--check-config]` (console script `clinic-hq`): run or validate HQ.
+"""`python -m hq serve --config PATH [--check-config]` (console script `clinic-hq`): run or validate HQ;
+`python -m hq restore --config PATH [--force]`: restore its SQLite database from the Litestream replica.
 
 Configuration errors print one line on stderr and exit with status 2; SIGINT/SIGTERM stop HQ cleanly.
 """
@@ -10,14 +11,19 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from gateway import tomlconfig
+from gateway.replication import ReplicationError, restore
+from hq import db
 from hq.app import StartupError, create_app
 from hq.appkeys import FATAL
 from hq.config import HqConfig
+from hq.replay import mark_replay_due
 
 log = logging.getLogger("hq")
 
@@ -32,6 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
     serve.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    restore = sub.add_parser(
+        "restore", help="restore the SQLite database from its Litestream replica (stop HQ first)",
+        description="Restore HQ's SQLite database from its Litestream replica ([replication] in the "
+                    "configuration) and mark it so that, when HQ next starts, every gateway is asked to send "
+                    "again what it still holds after HQ's restored watermark. HQ must not run during a restore. "
+                    "A PostgreSQL database is restored with PostgreSQL's own tools instead.")
+    restore.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    restore.add_argument("--timestamp", type=_utc_time, default=None, metavar="TIME",
+                         help="restore the database as it was at this time (ISO 8601, e.g. 2026-11-22T08:30:00Z) "
+                              "instead of the latest copy")
+    restore.add_argument("--force", action="store_true",
+                         help="replace an existing database file (without it, an existing database is never touched)")
     return parser
 
 
@@ -45,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     except tomlconfig.ConfigError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    for secret in [config.database.password_file, *config.mqtt.secret_files()]:
+    for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files()]:
         if secret is not None and not secret.is_file():
             print(f"clinic-hq: {args.config}: secret file {secret} does not exist", file=sys.stderr)
             return EXIT_CONFIG
+    if args.command == "restore":
+        return restore_database(config, force=args.force, timestamp=args.timestamp)
     if args.check_config:
         print(f"{args.config}: configuration is valid")
         return 0
@@ -62,6 +82,46 @@ def main(argv: list[str] | None = None) -> int:
     if failure:
         print(f"clinic-hq: stopped: {failure}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _utc_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time like 2026-11-22T08:30:00Z") from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC or an offset like +08:00")
+    return t
+
+
+def restore_database(config: HqConfig, *, force: bool = False, timestamp: datetime | None = None) -> int:
+    """`restore`: the SQLite file from its replica, then the mark that makes HQ ask the gateways to replay."""
+    url = db.database_url(config.database.url, config.database.password_file)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        print(f"clinic-hq: restore: the database is {url.render_as_string(hide_password=True)}; Litestream "
+              "replicates only a SQLite file: restore PostgreSQL with its own tools (pg_restore, PITR)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    path = Path(url.database)
+    try:
+        result = restore(path, config.replication, force=force, timestamp=timestamp)
+    except ReplicationError as exc:
+        print(f"clinic-hq: restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {path} from {result.replica_url} (Litestream transaction {result.txid})")
+    engine = db.create_engine_for(url)
+    try:
+        mark_replay_due(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        print(f"clinic-hq: restore: the database was restored, but marking it for the gateways' replay failed: "
+              f"{getattr(exc, 'orig', None) or exc}. Run this command again with --force before starting HQ.",
+              file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print("when HQ next starts, it asks every gateway to send again what it holds after HQ's restored "
+          "watermark (gateways keep confirmed entries for outbox.retain_sent_h)")
     return 0
 
 

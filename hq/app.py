@@ -1,6 +1,6 @@
 """The HQ composition root: `create_app(config)` wires the engine, MQTT link, ingest, live hub and routes.
 
-Background work (the MQTT link, the ingest writer, the offline sweeper) runs in `cleanup_ctx` tasks,
+Background work (the MQTT link, the ingest writer, the offline sweeper, Litestream) runs in `cleanup_ctx` tasks,
 so it starts and stops with the aiohttp application. `hq.__main__` runs the app.
 """
 
@@ -12,12 +12,14 @@ import functools
 import logging
 import weakref
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
-from hq import api, db, observability
+from gateway.replication import ReplicationError, Replicator
+from hq import api, db, observability, replay
 from hq.appkeys import CONFIG, ENGINE, FATAL, HUB, INGEST, LINK, SOCKETS
 from hq.config import HqConfig
 from hq.console import pages, websocket
@@ -42,6 +44,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(websocket.routes)
     app.router.add_static("/static/", pages.STATIC_DIR, name="static")
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_websockets)
     return app
@@ -63,6 +66,28 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine.dispose()
 
 
+async def _replication(app: web.Application) -> AsyncIterator[None]:
+    section, url = app[CONFIG].replication, app[ENGINE].url
+    replicator: Replicator | None = None
+    if not section.enabled:
+        log.info("database replication is off ([replication] enabled = false)")
+    elif url.get_backend_name() != "sqlite":
+        log.info("database is %s: replication and backups are the database's job (e.g. streaming replication "
+                 "and base backups), not Litestream's; [replication] is ignored", url.get_backend_name())
+    elif not url.database or url.database == ":memory:":
+        log.warning("in-memory SQLite database: nothing to replicate")
+    else:
+        try:
+            replicator = Replicator(Path(url.database), section)
+            replicator.start()
+        except ReplicationError as exc:
+            raise StartupError(f"cannot replicate the database: {exc}") from exc
+        app[observability.REPLICATOR] = replicator
+    yield
+    if replicator is not None:
+        await replicator.stop()
+
+
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
@@ -75,6 +100,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     app[FATAL] = fatal
     for task in tasks:
         task.add_done_callback(functools.partial(_report_crash, fatal))
+    tasks.append(asyncio.create_task(_request_replays(app[ENGINE], link), name="hq-replay"))
     yield
     await link.close()
     for task in tasks:
@@ -82,6 +108,14 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _request_replays(engine: sa.Engine, link: MqttLink) -> None:
+    try:
+        await replay.request_replays(engine, link)
+    except sa.exc.SQLAlchemyError as exc:
+        # Not fatal: the restore mark stays in the database, and the next start asks again.
+        log.error("cannot ask the gateways to replay after the restore: %s", exc)
 
 
 def _report_crash(fatal: asyncio.Future[str], task: asyncio.Task[None]) -> None:

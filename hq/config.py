@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.mqttlink import BrokerSection
+from gateway.replication import ReplicationSection
 from gateway.wire import valid_gateway_id
 
 
@@ -57,7 +58,7 @@ class HttpSection:
 
 @dataclass(frozen=True)
 class IngestSection:
-    max_batch_records: int = field(default=5000, metadata=_doc(
+    max_batch_records: int = field(default=10000, metadata=_doc(
         "Most readings committed in one database transaction."))
     flush_interval_ms: int = field(default=50, metadata=_doc(
         "Longest a received batch waits for others to share its transaction."))
@@ -99,3 +100,5 @@ class HqConfig:
     http: HttpSection = field(default_factory=HttpSection, metadata=_doc("[http]"))
     ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
     console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))
+    replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
+        "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))

@@ -24,6 +24,7 @@ class GatewayUpdate:
     backlog: dict[str, list[int | None]] | None = None
     devices: list[dict[str, Any]] | None = None
     committed_seq: int | None = None
+    complete_below: int | None = None
     drain_rate_per_s: float | None = None
 
     @property
@@ -33,7 +34,7 @@ class GatewayUpdate:
         return sum(int(count or 0) for count, _oldest in self.backlog.values())
 
     def merged(self, later: GatewayUpdate) -> GatewayUpdate:
-        """This update followed by `later`: later fields win, contact and committed seq only grow."""
+        """This update followed by `later`: later fields win; contact and the seq watermarks only grow."""
         return replace(
             self,
             clinic_id=later.clinic_id,
@@ -44,6 +45,7 @@ class GatewayUpdate:
             backlog=later.backlog if later.backlog is not None else self.backlog,
             devices=later.devices if later.devices is not None else self.devices,
             committed_seq=_max_or_none(self.committed_seq, later.committed_seq),
+            complete_below=_max_or_none(self.complete_below, later.complete_below),
             drain_rate_per_s=later.drain_rate_per_s if later.drain_rate_per_s is not None
             else self.drain_rate_per_s,
         )
@@ -96,9 +98,10 @@ def update_from_status(
 
 
 def update_from_batch(batch: wire.Batch, *, hq_ms: int) -> GatewayUpdate:
-    """Data from a gateway is contact: it is online, and HQ now holds seqs up to the batch's last."""
+    """Data from a gateway is contact: it is online, HQ now holds seqs up to the batch's last, and (the
+    gateway says) every seq below the batch's floor."""
     return GatewayUpdate(batch.gateway_id, batch.clinic_id, state=wire.GatewayState.ONLINE, contact_ms=hq_ms,
-                         committed_seq=batch.last_seq)
+                         committed_seq=batch.last_seq, complete_below=batch.floor)
 
 
 def is_silent(state: str, last_contact_ms: int | None, *, now_ms: int, offline_after_ms: int) -> bool:

@@ -35,6 +35,17 @@ gateways = sa.Table(
     sa.Column("drain_rate_per_s", sa.Float),  # entries/s HQ confirmed, as the gateway last reported
     sa.Column("devices_json", sa.JSON(none_as_null=True)),  # [{"device_id", "protocol", "state", ...}]
     sa.Column("committed_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # Every seq below it is here (or was dropped by the gateway's quota, with a gap saying so): where a
+    # replay starts after this database is restored from a replica. Written in the data's transaction.
+    sa.Column("complete_below", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Facts about this database itself, e.g. that it was restored and the gateways must replay.
+hq_meta = sa.Table(
+    "hq_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )
 
 observations = sa.Table(

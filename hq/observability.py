@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from gateway.prometheus import Family, render
+from gateway.replication import Replicator
 from hq import db, queries
 from hq.appkeys import ENGINE, HUB, INGEST, LINK
 from hq.representations import gateway_json
@@ -21,6 +22,9 @@ from hq.representations import gateway_json
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+# Set by hq.app only while Litestream replicates a SQLite database (a key of this module's own, as
+# only these handlers read it).
+REPLICATOR = web.AppKey("replicator", Replicator)
 DB_CHECK_TIMEOUT_S = 3.0
 
 
@@ -70,6 +74,17 @@ async def metrics(request: web.Request) -> web.Response:
         Family.single("hq_live_dropped_total", "counter",
                       "Live messages dropped for slow WebSocket clients (oldest first)", hub.dropped),
     ]
+    replicator = request.app.get(REPLICATOR)
+    if replicator is not None:
+        families += [
+            Family.single("hq_replication_up", "gauge", "1 when litestream replicates the SQLite database",
+                          int(replicator.running)),
+            Family.single("hq_replication_restarts_total", "counter",
+                          "Times litestream exited and was started again", replicator.restarts),
+            Family.single("hq_replication_errors_total", "counter",
+                          "Errors litestream logged (e.g. the replica unreachable; it retries)",
+                          replicator.errors_total),
+        ]
     try:
         rows = await asyncio.to_thread(queries.list_gateways, request.app[ENGINE])
         families += gateway_families([gateway_json(r) for r in rows])

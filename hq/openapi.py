@@ -41,6 +41,9 @@ _GATEWAY = {
         "software": {"type": "string"},
         "started": _TIME,
         "committed_seq": {"type": "integer", "description": "Highest sequence number HQ holds"},
+        "complete_below": {"type": "integer", "description":
+                           "HQ holds every sequence number below this one (or its gap record); a replay "
+                           "after a database restore starts here"},
     },
 }
 _OBSERVATION = {

@@ -83,6 +83,7 @@ def gateway_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "software": row.get("software") or "",
         "started": iso_from_ms(row.get("started_ms")),
         "committed_seq": int(row.get("committed_seq") or 0),
+        "complete_below": int(row.get("complete_below") or 0),
     }
 
 

@@ -153,7 +153,7 @@ def _upsert_gateway(conn: sa.Connection, insert: Insert, u: GatewayUpdate, hq_ms
     conn.execute(insert(gateways).on_conflict_do_nothing(index_elements=["id"]), [{
         "id": u.gateway_id, "clinic_id": u.clinic_id, "state": str(u.state or wire.GatewayState.OFFLINE),
         "first_seen_ms": hq_ms, "last_contact_ms": u.contact_ms, "software": u.software or "",
-        "backlog_total": 0, "committed_seq": 0,
+        "backlog_total": 0, "committed_seq": 0, "complete_below": 0,
     }])
     values: dict[str, Any] = {"clinic_id": u.clinic_id}
     if u.state is not None:
@@ -173,6 +173,8 @@ def _upsert_gateway(conn: sa.Connection, insert: Insert, u: GatewayUpdate, hq_ms
         values["drain_rate_per_s"] = u.drain_rate_per_s
     if u.committed_seq is not None:
         values["committed_seq"] = _grow(gateways.c.committed_seq, u.committed_seq)
+    if u.complete_below is not None:
+        values["complete_below"] = _grow(gateways.c.complete_below, u.complete_below)
     conn.execute(gateways.update().where(gateways.c.id == u.gateway_id).values(values))
 
 

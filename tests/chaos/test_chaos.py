@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.chaos import (
-    audit,
+    assert_exactly_once,
     heavy_clinic,
     kill_broker,
     kill_gateway_repeatedly,
@@ -25,15 +25,6 @@ def stack() -> Iterator[Stack]:
         s.start_broker()
         s.start_hq()
         yield s
-
-
-def assert_exactly_once(stack: Stack, gateway_id: str, minimum: int) -> None:
-    result = audit(stack, gateway_id)
-    assert result.committed >= minimum, result
-    assert result.lost == 0, result
-    assert result.duplicated == 0, result
-    assert result.out_of_order == 0, result
-    assert result.at_hq == result.committed - result.dropped, result
 
 
 def test_gateway_killed_20_times_during_heavy_ingest(stack: Stack) -> None:

@@ -13,8 +13,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.mosquitto import Mosquitto
+from tests.support.netproxy import NetProxy
 from tests.support.ports import free_port, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +44,9 @@ class GatewaySpec:
     keepalive_s: int = 10
     live_window_s: float = 60.0
     quota_bytes: int = 8 * 1024**3
+    outbox_options: dict[str, int | float] = field(default_factory=dict)  # more [outbox] keys, e.g. batch_max_records
+    broker_via: NetProxy | None = None  # reach the broker through this proxy (a WAN the test controls)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. LD_PRELOAD=libfaketime
 
 
 class Stack:
@@ -57,12 +62,14 @@ class Stack:
         self.gateway_configs: dict[str, Path] = {}
         self.tcp_ports: dict[str, int] = {}
         self.gateway_http_ports: dict[str, int] = {}
+        self.gateway_env: dict[str, dict[str, str]] = {}
+        self.proxies: list[NetProxy] = []
 
     # ---- processes ------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = None if self.log_to_console else open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **env} if env else None)
         self.procs[name] = proc
         return proc
 
@@ -85,11 +92,19 @@ class Stack:
     def start_broker(self) -> None:
         self.broker.start()
 
+    def broker_proxy(self, **options: Any) -> NetProxy:
+        """A started proxy to the broker (`options`: NetProxy's delay, loss, ...); pass it as
+        GatewaySpec.broker_via. It lives until the stack stops."""
+        proxy = NetProxy(self.broker.host, self.broker.port, **options).start()
+        self.proxies.append(proxy)
+        return proxy
+
     def hq_config_text(self) -> str:
         return (
             f'[database]\nurl = "{self.db_url}"\n'
             f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n'
             f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
+            "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
         )
 
     def start_hq(self) -> None:
@@ -114,13 +129,17 @@ class Stack:
         return a, b
 
     def gateway_config_text(self, spec: GatewaySpec, ports: dict[str, str]) -> str:
+        via = spec.broker_via
+        broker_host, broker_port = (via.host, via.port) if via else (self.broker.host, self.broker.port)
         lines = [
             f'[gateway]\nid = "{spec.gateway_id}"\nclinic_id = "{spec.clinic_id}"\n'
             f'data_dir = "{self.dir / spec.gateway_id}"\ntimezone = "{spec.timezone}"\n',
-            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nkeepalive_s = {spec.keepalive_s}\n',
+            f'[mqtt]\nhost = "{broker_host}"\nport = {broker_port}\nkeepalive_s = {spec.keepalive_s}\n',
             f"[status]\nheartbeat_s = {spec.heartbeat_s}\n",
-            f"[outbox]\nlive_window_s = {spec.live_window_s}\nquota_bytes = {spec.quota_bytes}\n",
+            f"[outbox]\nlive_window_s = {spec.live_window_s}\nquota_bytes = {spec.quota_bytes}\n"
+            + "".join(f"{key} = {value}\n" for key, value in spec.outbox_options.items()),
             f"[http]\nport = {self.gateway_http_ports.setdefault(spec.gateway_id, free_port())}\n",
+            "[replication]\nenabled = true\n",  # Litestream to <stack dir>/<gateway id>/replica/outbox.db
         ]
         for dev in spec.devices:
             if dev.transport == "serial":
@@ -143,6 +162,7 @@ class Stack:
         path = self.dir / f"{spec.gateway_id}.toml"
         path.write_text(self.gateway_config_text(spec, ports))
         self.gateway_configs[spec.gateway_id] = path
+        self.gateway_env[spec.gateway_id] = spec.env
         self.restart_gateway(spec.gateway_id)
         if start_simulators:
             time.sleep(0.5)  # the gateway must have the port open first: bytes written before are lost
@@ -157,7 +177,7 @@ class Stack:
 
     def restart_gateway(self, gateway_id: str) -> None:
         self._spawn(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "--config",
-                                         str(self.gateway_configs[gateway_id])])
+                                         str(self.gateway_configs[gateway_id])], self.gateway_env.get(gateway_id))
         wait_http_ok(f"http://127.0.0.1:{self.gateway_http_ports[gateway_id]}/healthz", timeout_s=30)
 
     def start_simulator(self, name: str, dev: SimulatedDevice, target: str, count: int | None = None) -> None:
@@ -169,6 +189,27 @@ class Stack:
         if count is not None:
             args += ["--count", str(count)]
         self._spawn(name, args)
+
+    # ---- backup and restore ---------------------------------------------------------------
+    def restore_hq(self, *, force: bool = False, timestamp: str | None = None) -> str:
+        """`python -m hq restore` from HQ's Litestream replica (HQ must be stopped); returns what it printed."""
+        args = [sys.executable, "-m", "hq", "restore", "--config", str(self.dir / "hq.toml")]
+        return self._restore("hq", args + (["--timestamp", timestamp] if timestamp else []), force)
+
+    def restore_gateway(self, gateway_id: str, *, force: bool = False) -> str:
+        """`python -m gateway restore` of the gateway's outbox (the gateway must be stopped)."""
+        return self._restore(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "restore", "--config",
+                                                  str(self.gateway_configs[gateway_id])], force)
+
+    def _restore(self, name: str, args: list[str], force: bool) -> str:
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"stop {name} before restoring its database")
+        done = subprocess.run([*args, *(["--force"] if force else [])], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"restore of {name} failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
+        return done.stdout
 
     def gateway_status(self, gateway_id: str) -> dict[str, object]:
         """The gateway's own view (outbox backlog, devices) from its local API."""
@@ -192,6 +233,9 @@ class Stack:
         rank = {"sim-": 0, "gw-": 1, "hq": 2, "socat-": 3}
         for name in sorted(self.procs, key=lambda n: next((r for p, r in rank.items() if n.startswith(p)), 4)):
             self.stop_process(name)
+        for proxy in self.proxies:
+            proxy.stop()
+        self.proxies.clear()
         self.broker.stop()
 
     def cleanup(self) -> None:

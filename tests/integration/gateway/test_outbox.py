@@ -2,14 +2,16 @@
 
 import asyncio
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from gateway.outbox import Entry, Outbox, OutboxError
+from gateway.outbox import Entry, Outbox, OutboxError, skip_seqs_after_restore
 from gateway.wire import Lane
 
 T0 = 1_795_300_000_000
@@ -211,3 +213,76 @@ async def test_quota_drops_oldest_vitals_first_never_alarms_and_records_the_gaps
     first = gaps[0].extra
     assert first is not None and first["reason"] == "outbox quota" and first["from_ms"] <= first["to_ms"]
     await ob.close()
+
+
+async def test_confirmed_entries_are_kept_for_a_replay_then_expire(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", "gw-a", retain_sent_ms=3_600_000)
+    await ob.open()
+    await ob.append([vital(i) for i in range(10)] + [alarm(10)])
+    assert await ob.floor() == 1
+    assert await ob.remove_acked([(Lane.VITALS, 1, 4), (Lane.ALARM, 11, 11)]) == 5
+    assert (ob.count(), ob.retained) == (6, 5)
+    assert await ob.floor() == 5  # 1-4 confirmed; 5 still waits
+    assert await ob.remove_acked([(Lane.VITALS, 5, 10)]) == 6
+    assert await ob.floor() == ob.next_seq == 12
+    await ob.close()
+    ob = Outbox(tmp_path / "o.db", "gw-a", retain_sent_ms=3_600_000)
+    await ob.open()
+    assert (ob.count(), ob.retained, ob.next_seq) == (0, 11, 12)
+    # Nothing was confirmed over an hour ago; everything was confirmed before a minute from now.
+    assert await ob.expire_sent(confirmed_before_ms=T0) == 0
+    assert await ob.expire_sent(confirmed_before_ms=time.time_ns() // 1_000_000 + 60_000) == 11
+    assert ob.retained == 0
+    await ob.close()
+
+
+async def test_a_replay_puts_kept_entries_back_once_per_request(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db", "gw-a", retain_sent_ms=3_600_000)
+    await ob.open()
+    await ob.append([vital(i) for i in range(10)] + [alarm(10)])
+    await ob.remove_acked([(Lane.VITALS, 1, 10), (Lane.ALARM, 11, 11)])
+    assert await ob.replay_from("restore-1", from_seq=6) == 6
+    # Vitals come back as backlog (they are old), the alarm as an alarm; 1-5 stay kept.
+    assert [r.seq for r in await ob.read_lane(Lane.BACKLOG, 0, 100)] == [6, 7, 8, 9, 10]
+    replayed_alarm = (await ob.read_lane(Lane.ALARM, 0, 100))[0]
+    assert replayed_alarm.seq == 11 and replayed_alarm.extra == alarm(10).extra
+    assert (ob.count(), ob.retained, await ob.floor()) == (6, 5, 6)
+    assert await ob.replay_from("restore-1", from_seq=1) is None  # retained request seen again
+    await ob.close()
+    ob = Outbox(tmp_path / "o.db", "gw-a", retain_sent_ms=3_600_000)
+    await ob.open()
+    assert await ob.replay_from("restore-1", from_seq=1) is None  # also after a restart
+    assert await ob.replay_from("restore-2", from_seq=1) == 5
+    assert ob.count() == 11 and ob.retained == 0
+    await ob.close()
+
+
+async def test_quota_deletes_confirmed_entries_before_dropping_any_waiting_one(tmp_path: Path) -> None:
+    quota_bytes = 256 * 1024
+    ob = Outbox(tmp_path / "o.db", "gw-a", quota_bytes=quota_bytes, retain_sent_ms=3_600_000)
+    await ob.open()
+    for start in range(0, 10_000, 500):
+        seqs = await ob.append([vital(i) for i in range(start, start + 500)])
+        await ob.remove_acked([(Lane.VITALS, seqs[0], seqs[-1])])
+    assert ob.expired_total > 0 and ob.dropped_total == 0  # kept entries made room; no gap needed
+    waiting = await ob.append([vital(i) for i in range(10_000, 10_500)])
+    assert ob.dropped_total == 0 and ob.count(Lane.VITALS) == len(waiting)
+    assert await ob.size_bytes() <= quota_bytes * 1.05
+    await ob.close()
+
+
+def test_restoring_an_outbox_moves_next_seq_past_anything_it_may_have_handed_out(tmp_path: Path) -> None:
+    async def fill() -> None:
+        ob = Outbox(tmp_path / "o.db", "gw-a", retain_sent_ms=3_600_000)
+        await ob.open()
+        await ob.append([vital(i) for i in range(5)])
+        await ob.remove_acked([(Lane.VITALS, 1, 5)])
+        await ob.close()
+
+    asyncio.run(fill())
+    assert skip_seqs_after_restore(tmp_path / "o.db", margin=1000) == (6, 1006)
+    with pytest.raises(OutboxError, match="no outbox database at"):
+        skip_seqs_after_restore(tmp_path / "missing.db")
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE meta (key TEXT, value TEXT)").connection.commit()
+    with pytest.raises(OutboxError, match="not an outbox database"):
+        skip_seqs_after_restore(tmp_path / "other.db")

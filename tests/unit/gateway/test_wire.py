@@ -124,3 +124,24 @@ def test_status_drain_rate_is_optional_and_validated() -> None:
         is None
     with pytest.raises(WireError, match="drain"):
         wire.decode_status(b'{"v":1,"state":"online","clinic":"c","time_ms":1,"drain":-1}')
+
+
+def test_batch_floor_round_trips_and_defaults_to_zero_for_older_senders() -> None:
+    batch = Batch("gw-a", "clinic-a", Lane.VITALS, 123, [record(7)], floor=5)
+    assert wire.decode_batch(wire.encode_batch(batch)).floor == 5
+    doc = {"gw": "gw-a", "clinic": "c", "lane": 2, "sent_ms": 1, "rows": [record(7).row()]}
+    assert wire.decode_batch(b"\x01" + zlib.compress(json.dumps(doc).encode())).floor == 0
+    with pytest.raises(WireError, match="'floor'"):
+        wire.decode_batch(b"\x01" + zlib.compress(json.dumps({**doc, "floor": -1}).encode()))
+
+
+def test_replay_request_round_trip_and_errors() -> None:
+    replay = wire.Replay("restore-1795300000000", 4242, 1_795_300_000_000)
+    assert wire.decode_replay(wire.encode_replay(replay)) == replay
+    assert wire.replay_topic("gw-a") == "clinic/gw-a/down/replay"
+    with pytest.raises(WireError, match="from_seq"):
+        wire.decode_replay(b'{"v":1,"request_id":"r","from_seq":-1,"hq_ms":1}')
+    with pytest.raises(WireError, match="request_id"):
+        wire.decode_replay(b'{"v":1,"request_id":"","from_seq":1,"hq_ms":1}')
+    with pytest.raises(WireError, match="missing field 'from_seq'"):
+        wire.decode_replay(b'{"v":1,"request_id":"r","hq_ms":1}')

@@ -47,10 +47,10 @@ def test_graceful_offline_status_keeps_backlog() -> None:
 
 
 def test_merged_keeps_max_contact_and_seq() -> None:
-    a = GatewayUpdate("gw1", "c1", state=GatewayState.ONLINE, contact_ms=5, committed_seq=9)
-    b = GatewayUpdate("gw1", "c1", state=GatewayState.OFFLINE, contact_ms=3, committed_seq=4)
+    a = GatewayUpdate("gw1", "c1", state=GatewayState.ONLINE, contact_ms=5, committed_seq=9, complete_below=7)
+    b = GatewayUpdate("gw1", "c1", state=GatewayState.OFFLINE, contact_ms=3, committed_seq=4, complete_below=2)
     m = a.merged(b)
-    assert (m.state, m.contact_ms, m.committed_seq) == (GatewayState.OFFLINE, 5, 9)
+    assert (m.state, m.contact_ms, m.committed_seq, m.complete_below) == (GatewayState.OFFLINE, 5, 9, 7)
 
 
 def test_silence() -> None:
