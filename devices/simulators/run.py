@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -257,10 +257,13 @@ class Simulator:
         period_s = 1.0 / c.rate
         sent = 0
         next_at = time.monotonic()
+        last = datetime.min.replace(tzinfo=UTC)
         try:
             while not self.stop.is_set() and (c.count is None or sent < c.count):
-                # OBX-14 must be the wall-clock time of encoding: latency benchmarks compare it.
-                records = self.patient.step(datetime.now(UTC))
+                # OBX-14 must be the wall-clock time of encoding: latency benchmarks compare it. After a
+                # stall two steps can fall in one millisecond: a real device's clock still moves on.
+                last = max(datetime.now(UTC), last + timedelta(milliseconds=1))
+                records = self.patient.step(last)
                 for payload in self.messages(records):
                     if self.sink.send(self._wire(payload)):
                         sent += 1

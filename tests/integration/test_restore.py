@@ -4,7 +4,6 @@ gateway replay what the restored copy lacks. Afterwards HQ again holds every rea
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.chaos import audit
+from tests.support.chaos import audit, hq_count
 from tests.support.ports import eventually
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
 
@@ -25,21 +24,13 @@ def stack() -> Iterator[Stack]:
         yield s
 
 
-def hq_rows(db: Path, gateway_id: str) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT count(*) FROM observations WHERE gateway_id = ?", (gateway_id,)).fetchone()[0])
-    finally:
-        conn.close()
-
-
 def test_hq_restored_from_its_replica_gets_the_lost_tail_replayed_by_the_gateway(stack: Stack) -> None:
     spec = GatewaySpec("gw-r", "clinic-r", [
         SimulatedDevice(f"monitor-{i}", "hl7", f"P-R-{i}", rate=10.0, seed=70 + i) for i in range(2)
     ], heartbeat_s=1)
     stack.start_gateway(spec)
     db = Path(stack.db_url.removeprefix("sqlite:///"))
-    eventually(lambda: hq_rows(db, spec.gateway_id) > 200, 60, "readings at HQ")
+    eventually(lambda: hq_count(stack, spec.gateway_id) > 200, 60, "readings at HQ")
     time.sleep(1.5)
     restore_point = datetime.now(UTC)
     time.sleep(6)  # everything from here on is missing from the point-in-time copy
@@ -55,7 +46,7 @@ def test_hq_restored_from_its_replica_gets_the_lost_tail_replayed_by_the_gateway
         path.unlink(missing_ok=True)
     out = stack.restore_hq(timestamp=restore_point.strftime("%Y-%m-%dT%H:%M:%SZ"))
     assert "restored" in out
-    restored = hq_rows(db, spec.gateway_id)
+    restored = hq_count(stack, spec.gateway_id)
     assert 0 < restored < before.committed - 100, (restored, before.committed)  # the tail really is gone
 
     stack.start_hq()
