@@ -68,6 +68,7 @@ class LocalApi:
                        "retained": self.gateway.outbox.retained,
                        "expired_total": self.gateway.outbox.expired_total,
                        "replayed_total": self.gateway.outbox.replayed_total,
+                       "demoted_total": self.gateway.outbox.demoted_total,
                        "next_seq": self.gateway.outbox.next_seq},
             "replication": {"enabled": False} if self.gateway.replicator is None else
                            {"enabled": True, **self.gateway.replicator.state()},
@@ -98,6 +99,9 @@ class LocalApi:
                           "Entries HQ confirmed, kept for a replay after an HQ restore.", gw.outbox.retained),
             Family.single("gateway_outbox_replayed_total", "counter",
                           "Confirmed entries sent again at HQ's request.", gw.outbox.replayed_total),
+            Family.single("gateway_outbox_demoted_total", "counter",
+                          "Live vitals moved to the backlog lane after outliving the live window.",
+                          gw.outbox.demoted_total),
             Family.single("gateway_uplink_batches_sent_total", "counter", "Batches published.", s.batches_sent),
             Family.single("gateway_uplink_records_sent_total", "counter", "Records published (incl. resends).",
                           s.records_sent),

@@ -185,6 +185,7 @@ class Outbox:
         self.dropped_total = 0  # entries the quota forced out (each drop recorded as a gap entry)
         self.expired_total = 0  # confirmed entries deleted after their retention or for the quota
         self.replayed_total = 0  # confirmed entries put back to be sent again at HQ's request
+        self.demoted_total = 0  # live vitals moved to the backlog lane after outliving the live window
         self.commits_total = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -578,7 +579,9 @@ class Outbox:
             upper = marks.popleft()[0]
         if upper <= after_seq:
             return 0
-        return int(await self._run(self._move_sync, Lane.VITALS, Lane.BACKLOG, after_seq, upper))
+        moved = int(await self._run(self._move_sync, Lane.VITALS, Lane.BACKLOG, after_seq, upper))
+        self.demoted_total += moved
+        return moved
 
     def _move_sync(self, source: Lane, target: Lane, after_seq: int, upto_seq: int) -> int:
         conn = self._conn
