@@ -93,7 +93,9 @@ def tile(obs: Mapping[str, Any]) -> str:
     )
 
 
-def gateway_card(gw: Mapping[str, Any]) -> str:
+def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = ()) -> str:
+    lanes = "".join(f"<li data-lane=\"{e(name)}\">{e(lane['summary'])}</li>"
+                    for name, lane in gw["backlog_by_lane"].items() if lane["count"])
     devices = "".join(
         f"<li data-device=\"{e(d['device_id'])}\" class=\"device state-{e(d['state'])}\">"
         f"{e(d['device_id'])} <small>{e(d['protocol'])} \u00b7 {e(d['state'])}</small></li>"
@@ -106,7 +108,9 @@ def gateway_card(gw: Mapping[str, Any]) -> str:
         f"<div class=\"meta\">last contact <time class=\"last-contact\">{e(gw['last_contact'] or 'never')}</time>"
         f" \u00b7 backlog <span class=\"backlog\" data-count=\"{e(gw['backlog'])}\">{e(gw['backlog_summary'])}</span>"
         f" \u00b7 <span class=\"software\">{e(gw['software'])}</span></div>"
-        f"<ul class=\"devices\">{devices}</ul></div>"
+        f"<ul class=\"lanes\">{lanes}</ul>"
+        f"<ul class=\"devices\">{devices}</ul>"
+        f"<ul class=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul></div>"
     )
 
 
@@ -120,11 +124,14 @@ def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:
 
 
 def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[str, Any]],
-               patients: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]]) -> str:
+               patients: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
+               gaps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
+    """`gaps`: each gateway's most recent gap records (readings its outbox quota dropped)."""
     sections = []
     for clinic in clinics:
         cid = clinic["clinic_id"]
-        cards = "".join(gateway_card(g) for g in gateways if g["clinic_id"] == cid)
+        cards = "".join(gateway_card(g, (gaps or {}).get(g["gateway_id"], ()))
+                        for g in gateways if g["clinic_id"] == cid)
         blocks = "".join(patient_block(pid, vitals) for pid, vitals in patients.get(cid, []))
         sections.append(
             f"<section class=\"clinic\" data-clinic=\"{e(cid)}\"><h2>{e(clinic['name'])}</h2>"

@@ -22,6 +22,7 @@ from hq.representations import clinic_json, gateway_json, observation_json
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_PATIENTS_PER_CLINIC = 50
 ALARMS_SHOWN = 20
+GAPS_SHOWN = 5  # per gateway on the fleet page
 
 routes = web.RouteTableDef()
 
@@ -32,24 +33,29 @@ def _html(text: str) -> web.Response:
                                  "script-src 'self'; connect-src 'self'", "Cache-Control": "no-store"})
 
 
-def _fleet_data(engine: sa.Engine, since_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                                             dict[str, list[tuple[str, list[dict[str, Any]]]]]]:
+FleetData = tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[tuple[str, list[dict[str, Any]]]]],
+                  dict[str, list[dict[str, Any]]]]
+
+
+def _fleet_data(engine: sa.Engine, since_ms: int) -> FleetData:
     clinics = [clinic_json(r) for r in queries.list_clinics(engine)]
     gateways = [gateway_json(r) for r in queries.list_gateways(engine)]
+    gaps = {g["gateway_id"]: [observation_json(r) for r in queries.find_observations(
+        engine, ObservationQuery(gateway_id=g["gateway_id"], kind="gap", limit=GAPS_SHOWN))] for g in gateways}
     patients: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
     for row in queries.recent_patients(engine, since_ms):
         per_clinic = patients.setdefault(row["clinic_id"], [])
         if len(per_clinic) < MAX_PATIENTS_PER_CLINIC:
             vitals = [observation_json(v) for v in queries.latest_vitals(engine, row["patient_id"])]
             per_clinic.append((row["patient_id"], vitals))
-    return clinics, gateways, patients
+    return clinics, gateways, patients, gaps
 
 
 @routes.get("/")
 async def fleet(request: web.Request) -> web.Response:
     since_ms = now_ms() - request.app[CONFIG].console.recent_patients_s * 1000
-    clinics, gateways, patients = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms)
-    return _html(html.fleet_page(clinics, gateways, patients))
+    clinics, gateways, patients, gaps = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms)
+    return _html(html.fleet_page(clinics, gateways, patients, gaps))
 
 
 def _patient_data(

@@ -67,9 +67,10 @@ class Gateway:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def status(self) -> None:
+    def status(self, backlog: dict[wire.Lane, wire.LaneBacklog] | None = None) -> None:
         now = int(time.time() * 1000)
         payload = wire.encode_status(wire.Status(wire.GatewayState.ONLINE, "clinic-e2e", now, "gw 1.0", now,
+                                                 backlog=backlog or {},
                                                  devices=[wire.DeviceStatus("ox-1", "masimo", "tty", "ok", now)]))
         self.client.publish(wire.status_topic(self.gateway_id), payload, qos=1, retain=True).wait_for_publish(5)
 
@@ -121,6 +122,21 @@ def test_fleet_page_tiles_update_live(page: Page, hq: Hq, gateway: Gateway) -> N
     gateway.reading(72, metric="MDC_PULS_OXIM_PULS_RATE", unit="/min")  # a new metric appears as a new tile
     expect(tile(page, "MDC_PULS_OXIM_PULS_RATE")).to_have_text("72")
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload happened
+
+
+def test_fleet_page_shows_each_lanes_backlog_live(page: Page, hq: Hq, gateway: Gateway) -> None:
+    gateway.status()
+    page.goto(hq.url + "/")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+    lanes = page.locator('.gateway[data-gateway="gw-e2e"] .lanes li')
+    expect(lanes).to_have_count(0)
+    two_minutes_ago = int(time.time() * 1000) - 120_000
+    gateway.status({wire.Lane.ALARM: wire.LaneBacklog(0, None),
+                    wire.Lane.VITALS: wire.LaneBacklog(1200, two_minutes_ago),
+                    wire.Lane.BACKLOG: wire.LaneBacklog(50_000, two_minutes_ago - 3_600_000)})
+    expect(lanes).to_have_text(["vitals: 1,200 \u00b7 oldest 2 min", "backlog: 50,000 \u00b7 oldest 1 h 2 min"])
+    gateway.status({wire.Lane.VITALS: wire.LaneBacklog(0, None)})
+    expect(lanes).to_have_count(0)
 
 
 def test_patient_page_tiles_and_trend_chart_update_live(page: Page, hq: Hq, gateway: Gateway) -> None:

@@ -259,3 +259,8 @@ def test_quota_drops_are_explicit_gaps_at_hq(stack: Stack) -> None:
     patient = gaps[0]["patient_id"]
     with urllib.request.urlopen(f"{stack.hq_url}/patients/{patient}", timeout=10) as resp:
         assert "were dropped (outbox quota" in resp.read().decode()
+    # The fleet page shows the gateway's gaps too, on its card.
+    with urllib.request.urlopen(f"{stack.hq_url}/", timeout=10) as resp:
+        fleet = resp.read().decode()
+    card = fleet[fleet.index('data-gateway="gw-q"'):]
+    assert "were dropped (outbox quota" in card[:card.index('class="gaps"') + 5000]
