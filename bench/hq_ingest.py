@@ -16,7 +16,7 @@ readings per transaction, the CPU (cores, and microseconds per reading) of HQ (w
 publishers, the broker and the PostgreSQL server: on a shared machine CPU per reading varies less than rates.
 
 Environment: HQ_INGEST_READINGS_SQLITE (default 300000), HQ_INGEST_READINGS_POSTGRES (600000),
-HQ_INGEST_PUBLISHERS (4 processes), HQ_INGEST_GATEWAYS_PER_PUBLISHER (4), HQ_INGEST_POSTGRES_HQ_WORKERS (1: HQ
+HQ_INGEST_PUBLISHERS (4 processes), HQ_INGEST_GATEWAYS_PER_PUBLISHER (4), HQ_INGEST_POSTGRES_HQ_WORKERS (2: HQ
 processes sharing the data subscription), HQ_INGEST_ONLY (ceiling|sqlite|postgres: run only that part),
 HQ_INGEST_HQ_CONFIG (TOML appended to HQ's configuration, e.g. "[ingest]\nmax_batch_records = 5000").
 `python -m bench.hq_ingest publish ...` is the publisher process (the benchmark starts it).
@@ -53,7 +53,7 @@ READINGS_SQLITE = int(os.environ.get("HQ_INGEST_READINGS_SQLITE", "300000"))
 READINGS_POSTGRES = int(os.environ.get("HQ_INGEST_READINGS_POSTGRES", "600000"))
 PUBLISHERS = int(os.environ.get("HQ_INGEST_PUBLISHERS", "4"))
 GATEWAYS_PER_PUBLISHER = int(os.environ.get("HQ_INGEST_GATEWAYS_PER_PUBLISHER", "4"))
-POSTGRES_HQ_WORKERS = int(os.environ.get("HQ_INGEST_POSTGRES_HQ_WORKERS", "1"))
+POSTGRES_HQ_WORKERS = int(os.environ.get("HQ_INGEST_POSTGRES_HQ_WORKERS", "2"))
 ONLY = os.environ.get("HQ_INGEST_ONLY", "")
 EXTRA_HQ_CONFIG = os.environ.get("HQ_INGEST_HQ_CONFIG", "")
 BATCH_RECORDS = 500

@@ -32,7 +32,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
 BATCH_VERSION = 1
@@ -93,8 +93,10 @@ def valid_gateway_id(gateway_id: str) -> bool:
 
 
 # ---- batches ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class WireRecord:
+class WireRecord(NamedTuple):
+    """One outbox entry on the wire. A NamedTuple, not a dataclass: HQ builds one per reading of the
+    whole fleet, and a frozen dataclass's __init__ cost five times as much."""
+
     seq: int
     kind: str
     metric: str
@@ -107,8 +109,7 @@ class WireRecord:
     extra: dict[str, Any] | None = None
 
     def row(self) -> list[Any]:
-        return [self.seq, self.kind, self.metric, self.value, self.unit, self.time_ms, self.recv_ms,
-                self.patient_id, self.device_id, self.extra]
+        return list(self)
 
 
 KINDS = frozenset({"observation", "alarm", "waveform", "gap", "event"})
@@ -170,7 +171,7 @@ def decode_batch(payload: bytes) -> Batch:
     rows = _field(doc, "rows", list)
     if not rows:
         raise WireError("batch field 'rows' is empty; expected at least one record")
-    records = [_decode_row(i, row) for i, row in enumerate(rows)]
+    records = [_decode_row_fast(row) or _decode_row(i, row) for i, row in enumerate(rows)]
     for prev, cur in itertools.pairwise(records):
         if cur.seq <= prev.seq:
             raise WireError(f"batch rows not in increasing seq order at seq {cur.seq}")
@@ -178,6 +179,30 @@ def decode_batch(payload: bytes) -> Batch:
     if not _is_int(floor) or floor < 0:
         raise WireError(f"batch field 'floor' = {floor!r}; expected a non-negative integer (a seq)")
     return Batch(gw, clinic, lane, sent_ms, records, floor)
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _decode_row_fast(row: Any) -> WireRecord | None:
+    """The record if the row is valid, else None (then `_decode_row` says what is wrong).
+
+    HQ decodes every reading of the fleet: exact `type() is` checks (which also keep bools out) in one
+    expression; about half the cost of the field-by-field checks with their messages.
+    """
+    if type(row) is not list or len(row) != 10:
+        return None
+    seq, kind, metric, value, unit, time_ms, recv_ms, patient_id, device_id, extra = row
+    if not (type(seq) is int and seq >= 1 and kind in KINDS and type(metric) is str and metric
+            and (value is None or (type(value) in _NUMBER_TYPES and math.isfinite(value)))
+            and (unit is None or type(unit) is str) and type(time_ms) is int and type(recv_ms) is int
+            and (patient_id is None or type(patient_id) is str) and type(device_id) is str
+            and (extra is None or type(extra) is dict)):
+        return None
+    if type(value) is int:
+        row = [*row]
+        row[3] = float(value)
+    return WireRecord._make(row)
 
 
 def _decode_row(index: int, row: Any) -> WireRecord:

@@ -46,9 +46,9 @@ def find_observations(engine: sa.Engine, query: ObservationQuery) -> list[dict[s
     if query.until_ms is not None:
         q = q.where(o.c.time_ms < query.until_ms)
     if query.order is Order.ASC:
-        q = q.order_by(o.c.time_ms.asc(), o.c.id.asc())
+        q = q.order_by(o.c.time_ms.asc(), o.c.gateway_id.asc(), o.c.seq.asc())
     else:
-        q = q.order_by(o.c.time_ms.desc(), o.c.id.desc())
+        q = q.order_by(o.c.time_ms.desc(), o.c.gateway_id.desc(), o.c.seq.desc())
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(q.limit(query.limit)).mappings()]
 
@@ -66,7 +66,7 @@ def latest_vitals(engine: sa.Engine, patient_id: str) -> list[dict[str, Any]]:
         sa.select(o)
         .join(newest, sa.and_(o.c.metric == newest.c.metric, o.c.time_ms == newest.c.time_ms))
         .where(o.c.patient_id == patient_id, o.c.kind == "observation")
-        .order_by(o.c.metric, o.c.id.desc())
+        .order_by(o.c.metric, o.c.hq_ms.desc(), o.c.seq.desc())
     )
     with engine.connect() as conn:
         rows = conn.execute(q).mappings().all()
