@@ -1,17 +1,13 @@
-"""HQ's database schema as SQLAlchemy Core tables: clinics, gateways and the observations they send.
+"""The fleet's tables: clinics, gateways, the observations they send, and facts about the database itself.
 
-Only the schema: reads and writes live in `hq.store` and `hq.queries`; Alembic migrations will import `metadata`.
+Only the schema: reads and writes live in `hq.store` and `hq.queries`; migration 0001 creates these tables.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
-
-# SQLite only autoincrements an INTEGER PRIMARY KEY, so BIGINT becomes INTEGER there (both are 64-bit).
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Millis = sa.BigInteger()
+from hq.models.types import Millis, metadata
 
 clinics = sa.Table(
     "clinics",
