@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from gateway.mqttlink import MqttLink
+from hq.broker_control import RevocationEnforcer
+from hq.ca import CaFiles
 from hq.config import HqConfig
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -21,6 +23,9 @@ ENGINE = web.AppKey("engine", sa.Engine)
 LINK = web.AppKey("link", MqttLink)
 HUB = web.AppKey("hub", LiveHub)
 INGEST = web.AppKey("ingest", Ingest)
+CA_FILES = web.AppKey("ca_files", CaFiles)
+# Only when [mqtt] dynamic_security is on: what has the broker drop and deny revoked gateways.
+ENFORCER = web.AppKey("enforcer", RevocationEnforcer)
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 # Set when a background task (MQTT link, ingest) dies: the service stops with a failure exit status
 # so systemd restarts it, instead of serving pages while silently ingesting nothing.

@@ -68,6 +68,108 @@ _OBSERVATION = {
 }
 
 
+_FIELD_ERROR = {
+    "type": "object",
+    "required": ["error", "field", "reason"],
+    "properties": {
+        "error": {"type": "string", "description": "What was wrong, for people"},
+        "field": {"type": "string", "description": "The request field at fault, e.g. token, csr, gateway_id"},
+        "reason": {"type": "string", "description": "A stable code for programs, e.g. expired, used, unknown, "
+                   "revoked, cn_mismatch, bad_csr, invalid, missing"},
+    },
+}
+_PEM = {"type": "string", "description": "PEM text"}
+_COORDINATOR = ("For coordinators (and admins). Until HQ's accounts are deployed this endpoint is not "
+                "authenticated.")
+
+
+def _json_body(schema: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": required, "properties": schema}}}}
+
+
+def _refused(description: str) -> dict[str, Any]:
+    return _ok(_FIELD_ERROR, description)
+
+
+def _fleet_admin_paths() -> dict[str, Any]:
+    gateway_id = {"name": "gateway_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/api/v1/enrolment": {"post": {
+            "summary": "A new gateway trades its one-time token and certificate request for its certificate",
+            "description": "The token is spent by the first request that succeeds, also when several present it at "
+                           "once. A request refused for its CSR (wrong CN, bad key) does not spend the token. The "
+                           "private key never leaves the gateway: only the CSR is sent.",
+            "requestBody": _json_body({
+                "token": {"type": "string", "description": "The enrolment token a coordinator created"},
+                "csr": {**_PEM, "description": "PKCS#10 request, subject exactly CN=<gateway id the token is "
+                                               "for>, EC P-256/P-384 or RSA 2048-8192 key"}}, ["token", "csr"]),
+            "responses": {
+                "200": _ok({"type": "object", "properties": {
+                    "gateway_id": {"type": "string"}, "clinic_id": {"type": "string"},
+                    "serial": {"type": "string", "description": "Certificate serial number, hexadecimal"},
+                    "not_after": _TIME,
+                    "certificate_chain": {**_PEM, "description": "The gateway's certificate (and any "
+                                                                 "intermediates): its [mqtt] cert_file"},
+                    "ca_bundle": {**_PEM, "description": "The fleet CA: its [mqtt] ca_file"}}}),
+                "400": _refused("The CSR or the body is not acceptable (reason bad_csr, cn_mismatch, invalid, "
+                                "missing)"),
+                "403": _refused("The token is unknown, or its gateway was revoked"),
+                "409": _refused("The token was already used"),
+                "410": _refused("The token has expired"),
+                "503": _ok(_ERROR, "HQ's certificate authority is not usable"),
+            },
+        }},
+        "/api/v1/enrolment-tokens": {"post": {
+            "summary": "Create a one-time enrolment token for a gateway (shown once)",
+            "description": f"{_COORDINATOR} HQ stores only the token's SHA-256: the response is the one "
+                           "chance to copy it. A revoked gateway id cannot get a token.",
+            "requestBody": _json_body({
+                "gateway_id": {"type": "string", "description": "The gateway's id, its certificate's CN; must not "
+                                                                "start with 'hq-'"},
+                "clinic_id": {"type": "string"},
+                "ttl_h": {"type": "number", "description": "Hours the token is valid; at most enrolment.token_ttl_h "
+                                                           "(the default)"}}, ["gateway_id", "clinic_id"]),
+            "responses": {
+                "201": _ok({"type": "object", "properties": {
+                    "token": {"type": "string"}, "token_id": {"type": "integer"}, "gateway_id": {"type": "string"},
+                    "clinic_id": {"type": "string"}, "expires": _TIME,
+                    "enrol_command": {"type": "string"}}}, "Created"),
+                "400": _refused("A field is missing or invalid"),
+                "403": _refused("The gateway was revoked (reason revoked)"),
+                "409": _refused("The gateway belongs to another clinic"),
+            },
+        }},
+        "/api/v1/gateways/{gateway_id}/revoke": {"post": {
+            "summary": "Revoke a gateway: its certificates, its unused tokens and its id, for good",
+            "description": f"{_COORDINATOR} The broker drops the gateway's connection and denies it every topic "
+                           "at once (when [mqtt] dynamic_security is on; `broker.state` says whether it confirmed), "
+                           "and the CRL is rewritten so that its certificate fails every later TLS handshake "
+                           "once the broker reloads it. Revoking again changes nothing.",
+            "parameters": [gateway_id],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}}}}},
+            "responses": {
+                "200": _ok({"type": "object", "properties": {
+                    "gateway_id": {"type": "string"}, "revoked": _TIME, "already_revoked": {"type": "boolean"},
+                    "certificates_revoked": {"type": "array", "items": {"type": "string"}},
+                    "broker": {"type": "object", "properties": {
+                        "state": {"enum": ["applied", "pending", "not_configured"]}, "applied": _TIME,
+                        "error": {"type": "string"}}},
+                    "crl": {"type": "object", "properties": {"written": {"type": "boolean"},
+                                                             "error": {"type": "string"}}}}}),
+                "400": _refused("Not a gateway id"),
+                "404": _refused("No gateway, certificate or token has this id (reason not_found)"),
+            },
+        }},
+        "/api/v1/ca/crl.pem": {"get": {
+            "summary": "The fleet CA's current certificate revocation list (PEM), for brokers on other hosts",
+            "responses": {"200": {"description": "The CRL", "content": {"application/x-pem-file": {
+                "schema": {"type": "string"}}}}, "404": _ok(_ERROR, "No CA yet")},
+        }},
+    }
+
+
 def _param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema or {"type": "string"}}
@@ -138,5 +240,6 @@ def openapi_document() -> dict[str, Any]:
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document",
                                              "responses": {"200": _ok({"type": "object"})}}},
+            **_fleet_admin_paths(),
         },
     }

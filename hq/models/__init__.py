@@ -24,6 +24,7 @@ from hq.models.experts import (
     experts,
 )
 from hq.models.fleet import clinics, gateways, hq_meta, observations
+from hq.models.fleet_security import enrolment_tokens, gateway_certificates, gateway_config_versions, revoked_gateways
 from hq.models.records import imaging, patient_identifiers, patient_merges, patients, visits
 from hq.models.scheduling import appointments, availability_exceptions, availability_rules, slot_claims
 from hq.models.types import BigId, Millis, metadata
@@ -46,9 +47,12 @@ __all__ = [
     "departments",
     "dispatch_offers",
     "downlink_messages",
+    "enrolment_tokens",
     "expert_credentials",
     "expert_tags",
     "experts",
+    "gateway_certificates",
+    "gateway_config_versions",
     "gateways",
     "hq_meta",
     "imaging",
@@ -59,6 +63,7 @@ __all__ = [
     "patient_merges",
     "patients",
     "reports",
+    "revoked_gateways",
     "sessions",
     "slot_claims",
     "users",

@@ -11,10 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 # What HQ may use of the gateway package: the wire contract and its transport, the config loader, the
-# Prometheus exposition and Litestream replication. Everything else in gateway/ is the clinic service's
-# own business.
+# Prometheus exposition, Litestream replication, the X.509 building blocks both ends of an enrolment need
+# (tls_identity: the gateway makes the request HQ's CA signs) and the crash-safe file writer both use for
+# keys and certificates. Everything else in gateway/ is the clinic service's own business.
 HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.mqttlink", "gateway.tomlconfig",
-                              "gateway.prometheus", "gateway.replication"}
+                              "gateway.prometheus", "gateway.replication", "gateway.tls_identity",
+                              "gateway.atomic_file"}
 
 
 def imports(path: Path) -> set[str]:
