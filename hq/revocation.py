@@ -74,7 +74,8 @@ def publish_crl(engine: sa.Engine, files: ca.CaFiles, authority: ca.Authority, *
     with files.locked():
         revoked = revoked_certificates(engine, now)
         previous = files.read_crl()
-        last_update = ca.crl_last_update(previous.last_update_utc if previous else None, now)
+        # `is not None`: a CRL listing nothing has len() 0 and is falsy
+        last_update = ca.crl_last_update(previous.last_update_utc if previous is not None else None, now)
         ahead_s = (last_update - dt.datetime.now(dt.UTC)).total_seconds()
         if ahead_s > 0:  # hundreds of lists within minutes: wait rather than publish one not valid yet
             time.sleep(ahead_s)
