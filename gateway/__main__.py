@@ -1,5 +1,6 @@
 """Command line of the gateway service: `python -m gateway --config gateway.toml [--check-config]`,
-and `python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica.
+`python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica, and
+`python -m gateway enrol --config gateway.toml --token-file FILE` to join the fleet.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import app
+from gateway import app, enrolment
 from gateway.config import GatewayConfig
 from gateway.outbox import OutboxError, skip_seqs_after_restore
 from gateway.replication import ReplicationError, restore
@@ -26,7 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m gateway", description="Clinic edge gateway service.",
         epilog="python -m gateway restore --config PATH [--force] restores the outbox from its Litestream "
-               "replica (see python -m gateway restore -h).")
+               "replica (see python -m gateway restore -h); python -m gateway enrol --config PATH --token-file "
+               "FILE enrols the gateway with HQ (see python -m gateway enrol -h).")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="TOML configuration file (default: %(default)s)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -50,19 +52,60 @@ def parse_restore_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_config(path: Path) -> GatewayConfig | None:
+def parse_enrol_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway enrol",
+        description="Join the fleet: make this gateway's key (it never leaves the gateway), send HQ "
+                    "([enrolment] hq_url) a certificate request with the one-time token, and store the "
+                    "certificate and CA at [mqtt] cert_file and ca_file (the key at key_file, mode 0600). "
+                    "Does nothing and exits 0 when a valid certificate for this gateway is already there.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="the gateway's TOML configuration file (default: %(default)s)")
+    p.add_argument("--token-file", type=Path, required=True,
+                   help="file holding the enrolment token a coordinator created at HQ")
+    p.add_argument("--renew", action="store_true",
+                   help="enrol even though the current certificate is still valid (renewal before it expires; "
+                        "HQ then revokes the old certificate as superseded)")
+    return p.parse_args(argv)
+
+
+def load_config(path: Path, *, check_files: bool = True) -> GatewayConfig | None:
     """The validated configuration, or None after printing why it is not usable."""
     try:
         config = load(path, GatewayConfig)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return None
+    if not check_files:
+        return config
     for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files())):
         missing = [p for p in files if not p.is_file()]
         if missing:
-            print(f"gateway: {path}: file {missing[0]} (named in [{section}]) does not exist", file=sys.stderr)
+            hint = ""
+            if missing[0] in (config.mqtt.cert_file, config.mqtt.key_file, config.mqtt.ca_file):
+                hint = f"; enrol this gateway first: clinic-gateway enrol --config {path} --token-file FILE"
+            print(f"gateway: {path}: file {missing[0]} (named in [{section}]) does not exist{hint}", file=sys.stderr)
             return None
     return config
+
+
+def enrol_main(argv: list[str]) -> int:
+    args = parse_enrol_args(argv)
+    config = load_config(args.config, check_files=False)
+    if config is None:
+        return 2
+    try:
+        done = enrolment.enrol(config, enrolment.read_token(args.token_file), renew=args.renew)
+    except enrolment.EnrolmentFailed as exc:
+        print(f"gateway: enrol: {exc}", file=sys.stderr)
+        return 1
+    if done.already:
+        print(f"gateway {done.gateway_id} is already enrolled (certificate {done.serial} valid until "
+              f"{done.not_after:%Y-%m-%d %H:%M} UTC): nothing to do")
+    else:
+        print(f"gateway {done.gateway_id} enrolled: certificate {done.serial} valid until "
+              f"{done.not_after:%Y-%m-%d %H:%M} UTC, stored in {config.mqtt.cert_file}")
+    return 0
 
 
 async def _serve(config: GatewayConfig) -> None:
@@ -101,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["enrol"]:
+        return enrol_main(argv[1:])
     args = parse_args(argv)
     if args.config_reference:
         print(markdown_reference(GatewayConfig), end="")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
+from gateway.certificate_watch import CertificateWatch
 from gateway.config import GatewayConfig
 from gateway.local_api import LocalApi
 from gateway.mqttlink import MqttLink, Will
@@ -42,6 +43,7 @@ class Gateway:
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
     replicator: Replicator | None = None  # Litestream, when [replication] is enabled
+    certificate: CertificateWatch | None = None  # the gateway's own TLS certificate, when [mqtt] has one
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -98,6 +100,8 @@ def build(config: GatewayConfig) -> Gateway:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
     if config.replication.enabled:
         gw.replicator = Replicator(config.outbox_path, config.replication)
+    if config.mqtt.cert_file is not None:
+        gw.certificate = CertificateWatch(config.mqtt.cert_file, config.enrolment.renew_warning_days)
     return gw
 
 
@@ -108,6 +112,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
              gw.outbox.next_seq)
+    if gw.certificate is not None and (warning := gw.certificate.warning()) is not None:
+        log.warning("%s", warning)
     stop = stop or asyncio.Event()
     try:
         if gw.replicator is not None:

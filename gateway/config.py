@@ -99,6 +99,27 @@ class HttpSection:
 
 
 @dataclass(frozen=True)
+class EnrolmentSection:
+    hq_url: str | None = field(default=None, metadata=_doc(
+        "HQ's address for `clinic-gateway enrol`, e.g. 'https://hq.example.org': the one-time token travels to it, "
+        "so use HTTPS outside a test bench."))
+    ca_file: Path | None = field(default=None, metadata=_doc(
+        "CA bundle to verify hq_url's HTTPS certificate; unset: the system's trusted CAs."))
+    timeout_s: float = field(default=30.0, metadata=_doc("How long `enrol` waits for HQ's answer."))
+    renew_warning_days: float = field(default=30.0, metadata=_doc(
+        "Status, /healthz and /metrics warn when the certificate in mqtt.cert_file expires within this many days "
+        "(renew: `clinic-gateway enrol --renew` with a new token)."))
+
+    def __post_init__(self) -> None:
+        if self.hq_url is not None and not self.hq_url.startswith(("https://", "http://")):
+            raise ValueError(f"hq_url {self.hq_url!r} must start with https:// (or http:// on a test bench)")
+        if not 0 < self.timeout_s <= 600:
+            raise ValueError(f"timeout_s {self.timeout_s} must be more than 0 and at most 600")
+        if not 0 <= self.renew_warning_days <= 365:
+            raise ValueError(f"renew_warning_days {self.renew_warning_days} must be 0-365")
+
+
+@dataclass(frozen=True)
 class SerialDevice:
     port: str = field(metadata=_doc("Serial device path, e.g. /dev/ttyUSB0 or /dev/serial/by-id/..."))
     protocol: Protocol = field(metadata=_doc("Device protocol: 'hl7' (PCD-01/PCD-04) or 'masimo'."))
@@ -143,6 +164,7 @@ class GatewayConfig:
     status: StatusSection = field(default_factory=StatusSection)
     http: HttpSection = field(default_factory=HttpSection)
     replication: ReplicationSection = field(default_factory=ReplicationSection)
+    enrolment: EnrolmentSection = field(default_factory=EnrolmentSection)
     serial: list[SerialDevice] = field(default_factory=list, metadata=_doc("[[serial]] devices."))
     tcp: list[TcpListener] = field(default_factory=list, metadata=_doc("[[tcp]] MLLP listeners."))
 

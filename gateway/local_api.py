@@ -46,6 +46,8 @@ class LocalApi:
         replicator = self.gateway.replicator
         if replicator is not None and not replicator.running:
             problems.append("replication (litestream) is not running: the outbox has no fresh off-box copy")
+        if self.gateway.certificate is not None and (warning := self.gateway.certificate.warning()) is not None:
+            problems.append(warning)
         body = {"status": "ok" if not problems else "degraded", "problems": problems}
         # Buffering while HQ is away is normal operation: only a dead outbox would be a 503.
         return web.json_response(body, status=200)
@@ -72,10 +74,20 @@ class LocalApi:
                        "next_seq": self.gateway.outbox.next_seq},
             "replication": {"enabled": False} if self.gateway.replicator is None else
                            {"enabled": True, **self.gateway.replicator.state()},
+            "certificate": self._certificate_json(),
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
         }), content_type="application/json")
+
+    def _certificate_json(self) -> dict[str, object] | None:
+        watch = self.gateway.certificate
+        if watch is None:
+            return None
+        state = watch.state()
+        return {"file": str(state.path), "subject": state.subject, "serial": state.serial,
+                "not_after_ms": int(state.not_after.timestamp() * 1000) if state.not_after else None,
+                "error": state.error, "warning": watch.warning()}
 
     async def metrics(self, request: web.Request) -> web.Response:
         gw = self.gateway
@@ -132,5 +144,15 @@ class LocalApi:
                               "Errors litestream logged (e.g. the replica unreachable; it retries).",
                               gw.replicator.errors_total),
             ]
+        if gw.certificate is not None:
+            state = gw.certificate.state()
+            if state.not_after is not None:
+                metrics.append(Family.single(
+                    "gateway_certificate_expiry_timestamp_seconds", "gauge",
+                    "When the gateway's TLS certificate expires (Unix time).", state.not_after.timestamp()))
+            metrics.append(Family.single(
+                "gateway_certificate_renewal_due", "gauge",
+                "1 when the certificate expires within enrolment.renew_warning_days (or is unreadable).",
+                1 if gw.certificate.warning() is not None else 0))
         return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

@@ -124,7 +124,8 @@ class Mosquitto:
         if tls.dynamic_security:
             (self.dir / "dynamic-security.json").write_text(json.dumps(dynsec_config(tls.hq_identities), indent=1))
             lines += [f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {self.dir / 'dynamic-security.json'}"]
-        return lines + [
+        return [
+            *lines,
             f"listener {self.port} {self.host}",
             f"cafile {files.cert_path}",
             f"certfile {cert_path}",
