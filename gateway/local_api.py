@@ -26,6 +26,7 @@ class LocalApi:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/v1/status", self.status)
+        app.router.add_get("/api/v1/notices", self.notices)
         self.app = app
 
     async def start(self) -> None:
@@ -89,6 +90,14 @@ class LocalApi:
                 "not_after_ms": int(state.not_after.timestamp() * 1000) if state.not_after else None,
                 "error": state.error, "warning": watch.warning()}
 
+    async def notices(self, request: web.Request) -> web.Response:
+        """What HQ sent this clinic (confirmations, reminders, consultation updates, ...), newest first."""
+        kinds = tuple(k for k in request.query.get("kind", "").split(",") if k) or None
+        stored = await self.gateway.inbox.recent(limit=100, kinds=kinds)
+        return web.json_response({"notices": [
+            {"id": n.id, "kind": n.kind, "body": n.body, "hq_ms": n.hq_ms, "received_ms": n.received_ms,
+             "outcome": n.outcome, "detail": n.detail} for n in stored]})
+
     async def metrics(self, request: web.Request) -> web.Response:
         gw = self.gateway
         backlog = await gw.outbox.backlog()
@@ -123,6 +132,10 @@ class LocalApi:
                           s.ack_timeouts),
             Family.single("gateway_uplink_drain_rate", "gauge", "Records confirmed per second (30 s window).",
                           gw.uplink.drain_rate_per_s()),
+            Family.single("gateway_inbox_received_total", "counter", "Notices from HQ stored (each once).",
+                          gw.inbox.received_total),
+            Family.single("gateway_inbox_rejected_total", "counter", "Notices from HQ the gateway could not apply.",
+                          gw.inbox.rejected_total),
             Family.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
                           1 if gw.link.is_connected else 0),
             Family.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",

@@ -22,7 +22,7 @@ from gateway import tomlconfig
 from gateway.atomic_file import write_atomically
 from gateway.replication import ReplicationError, restore
 from gateway.wire import valid_gateway_id
-from hq import ca, db, revocation
+from hq import accounts, audit, ca, db, revocation
 from hq.app import StartupError, create_app
 from hq.appkeys import FATAL
 from hq.config import HqConfig
@@ -70,6 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=None, help="validity (default: ca.certificate_days)")
     crl = ca_sub.add_parser("crl", help="write the revocation list afresh from the database (e.g. after a restore)")
     crl.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date (HQ also does it at every start)")
+    migrate.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    user = sub.add_parser("user", help="console accounts: add, deactivate, list")
+    user.add_argument("action", choices=["add", "deactivate", "list"])
+    user.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    user.add_argument("--username")
+    user.add_argument("--role", choices=["admin", "coordinator", "department_head", "expert", "clinic_staff"])
+    user.add_argument("--display-name")
+    user.add_argument("--clinic", help="the clinic of a clinic_staff account")
+    user.add_argument("--password-file", type=Path,
+                      help="file holding the initial password (never on the command line); without it the account "
+                           "can only use API tokens")
+    token = sub.add_parser("token", help="API tokens: create one for a user (printed once)")
+    token.add_argument("action", choices=["create"])
+    token.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    token.add_argument("--username", required=True)
+    token.add_argument("--name", required=True, help="what the token is for, e.g. 'monitoring'")
+    audit_cmd = sub.add_parser("audit", help="the audit log: verify its hash chain")
+    audit_cmd.add_argument("action", choices=["verify"])
+    audit_cmd.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
     return parser
 
 
@@ -83,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     except tomlconfig.ConfigError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "ca":  # before the secrets check: `ca issue` makes the [mqtt] certificate it names
+        return ca_command(config, args)
     for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files()]:
         if secret is not None and not secret.is_file():
             print(f"clinic-hq: {args.config}: secret file {secret} does not exist", file=sys.stderr)
             return EXIT_CONFIG
     if args.command == "restore":
         return restore_database(config, force=args.force, timestamp=args.timestamp)
-    if args.command == "ca":
-        return ca_command(config, args)
+    if args.command in ("migrate", "user", "token", "audit"):
+        return admin_command(config, args)
     if args.check_config:
         print(f"{args.config}: configuration is valid")
         return 0
@@ -193,6 +215,64 @@ def _issue(files: ca.CaFiles, days: int, args: argparse.Namespace, now: datetime
     print(f"{kind} {name!r}: {key_path} (0600), {cert_path}, CA {args.out_dir / 'ca.pem'}; valid until "
           f"{cert.not_valid_after_utc:%Y-%m-%d}")
     return 0
+def admin_command(config: HqConfig, args: argparse.Namespace) -> int:
+    """`migrate`, `user`, `token`, `audit verify`: one-shot work on the database, errors as one line."""
+    engine = db.create_engine_for(db.database_url(config.database.url, config.database.password_file))
+    try:
+        db.upgrade_schema(engine)
+        if args.command == "migrate":
+            print(f"database schema at revision {db.current_revision(engine)}")
+            return 0
+        if args.command == "audit":
+            verdict = audit.verify(engine)
+            print(verdict)
+            return 0 if verdict.ok else 1
+        if args.command == "token":
+            with engine.begin() as conn:
+                user = accounts.user_by_name(conn, args.username)
+                if user is None or not user["active"]:
+                    print(f"clinic-hq: token: no active user {args.username!r}", file=sys.stderr)
+                    return 1
+                token = accounts.create_api_token(conn, user["id"], args.name)
+                audit.record(conn, "cli", "token.create", "user", user["id"], detail={"name": args.name})
+            print(token)
+            return 0
+        return user_command(engine, args)
+    except (accounts.AccountError, OSError) as exc:
+        print(f"clinic-hq: {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (sa.exc.SQLAlchemyError, db.SchemaError) as exc:
+        print(f"clinic-hq: {args.command}: database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
+def user_command(engine: sa.Engine, args: argparse.Namespace) -> int:
+    with engine.begin() as conn:
+        if args.action == "list":
+            for u in accounts.list_users(conn):
+                print(f"{u['username']}\t{u['role']}\t{u['clinic_id'] or '-'}\t{'active' if u['active'] else 'off'}")
+            return 0
+        if not args.username:
+            raise accounts.AccountError("--username is required")
+        if args.action == "deactivate":
+            user = accounts.user_by_name(conn, args.username)
+            if user is None:
+                raise accounts.AccountError(f"no user {args.username!r}")
+            ended = accounts.deactivate_user(conn, user["id"])
+            audit.record(conn, "cli", "user.deactivate", "user", user["id"], detail={"sessions_ended": ended})
+            print(f"deactivated {args.username}; {ended} sessions ended")
+            return 0
+        if not args.role:
+            raise accounts.AccountError("--role is required")
+        password = args.password_file.read_text(encoding="utf-8").strip() if args.password_file else None
+        user_id = accounts.create_user(conn, args.username, args.role, display_name=args.display_name,
+                                       password=password, clinic_id=args.clinic)
+        audit.record(conn, "cli", "user.create", "user", user_id, detail={"username": args.username,
+                                                                           "role": args.role})
+        print(f"created {args.role} {args.username} (id {user_id})")
+        return 0
 
 
 async def serve(config: HqConfig, stop: asyncio.Event | None = None) -> str | None:

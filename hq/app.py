@@ -22,11 +22,27 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import Message, MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, ca, db, fleet_admin_api, observability, replay, revocation
-from hq.appkeys import CA_FILES, CONFIG, ENFORCER, ENGINE, FATAL, HUB, INGEST, LINK, SOCKETS
+from hq import api, auth, ca, db, fleet_admin_api, observability, openapi, replay, revocation
+from hq.appkeys import (
+    CA_FILES,
+    CONFIG,
+    DOWNLINK,
+    ENFORCER,
+    ENGINE,
+    EVENTS,
+    FATAL,
+    HUB,
+    INGEST,
+    LINK,
+    OPENAPI_PATHS,
+    RECEIPTS,
+    SOCKETS,
+)
 from hq.broker_control import DynsecControl, RevocationEnforcer
 from hq.config import HqConfig
-from hq.console import pages, websocket
+from hq.console import admin, pages, websocket
+from hq.downlink import Downlink, Receipts
+from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
 
@@ -45,9 +61,16 @@ def create_app(config: HqConfig) -> web.Application:
     app[CONFIG] = config
     app[HUB] = LiveHub(config.console.ws_queue_max)
     app[SOCKETS] = weakref.WeakSet()
+    app[EVENTS] = GatewayEvents()
+    app[RECEIPTS] = Receipts()
+    app[RECEIPTS].register(app[EVENTS])
     app[CA_FILES] = ca.CaFiles(config.ca.dir, config.ca.crl_path)
+    app.add_routes(auth.routes)
+    app.add_routes(admin.routes)
     app.add_routes(api.routes)
     app.add_routes(fleet_admin_api.routes)
+    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
+                          **fleet_admin_api.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -100,7 +123,8 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
-    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest)
+    downlink = Downlink(app[ENGINE], link)
+    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest, events=app[EVENTS], on_gateway_online=downlink.wake)
     ingest.refused_gateways.update(await asyncio.to_thread(revocation.all_revoked, app[ENGINE]))
     subscriptions = list(ingest.subscriptions)
     on_message = ingest.on_message
@@ -119,7 +143,9 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     link.set_handlers(subscriptions=subscriptions, on_message=on_message, on_connect=on_connect)
     app[LINK] = link
     app[INGEST] = ingest
-    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest")]
+    app[DOWNLINK] = downlink
+    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest"),
+             asyncio.create_task(downlink.run(), name="hq-downlink")]
     if enforcer is not None:
         tasks.append(asyncio.create_task(enforcer.run(), name="hq-revocations"))
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()

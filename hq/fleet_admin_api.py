@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from gateway.wire import valid_gateway_id
-from hq import ca, enrolment, revocation
+from hq import audit, ca, enrolment, openapi, revocation
 from hq.appkeys import CA_FILES, CONFIG, ENFORCER, ENGINE, INGEST
+from hq.auth import Role, require
 from hq.broker_control import BrokerControlError
 from hq.clock import iso_from_ms, now_ms
 from hq.models import enrolment_tokens, gateway_certificates, gateways
@@ -74,20 +75,6 @@ def _text(body: dict[str, Any], name: str, *, required: bool = True, max_chars: 
     return value.strip()
 
 
-async def coordinator(request: web.Request) -> str:
-    """The audit label of the coordinator making the request.
-
-    OPEN UNTIL hq.auth IS ON main: these endpoints are not protected yet. Then this becomes
-    `await hq.auth.require(request, Role.COORDINATOR)` and the actor's label.
-    """
-    return "unauthenticated"
-
-
-def audit(conn: sa.Connection, actor: str, action: str, target_type: str, target_id: str,
-          clinic_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
-    """Until hq.audit is on main, a placeholder with its signature: the call sites are in the right transactions."""
-
-
 # ---- enrolment (the gateway; authenticated by its token) ------------------------------------------------
 @routes.post("/api/v1/enrolment")
 async def enrol(request: web.Request) -> web.Response:
@@ -129,14 +116,14 @@ async def enrol(request: web.Request) -> web.Response:
 
 
 def _audit_enrolment(conn: sa.Connection, done: enrolment.Enrolment) -> None:
-    audit(conn, f"gateway:{done.gateway_id}", "gateway.enrolled", "gateway", done.gateway_id, done.clinic_id,
-          {"serial": done.serial, "superseded": done.superseded})
+    audit.record(conn, f"gateway:{done.gateway_id}", "gateway.enrolled", "gateway", done.gateway_id,
+                 clinic_id=done.clinic_id, detail={"serial": done.serial, "superseded": done.superseded})
 
 
 # ---- tokens (a coordinator) --------------------------------------------------------------------------------
 @routes.post("/api/v1/enrolment-tokens")
 async def create_token(request: web.Request) -> web.Response:
-    actor = await coordinator(request)
+    actor = await require(request, Role.COORDINATOR)
     try:
         body = await _body(request)
         gateway_id = _text(body, "gateway_id", max_chars=64)
@@ -148,10 +135,10 @@ async def create_token(request: web.Request) -> web.Response:
 
     def create() -> enrolment.IssuedToken:
         with request.app[ENGINE].begin() as conn:
-            issued = enrolment.create_token(conn, gateway_id, clinic_id, actor=actor, now_ms=now_ms(),
+            issued = enrolment.create_token(conn, gateway_id, clinic_id, actor=actor.label, now_ms=now_ms(),
                                             ttl_ms=int(ttl_h * 3600_000))
-            audit(conn, actor, "enrolment_token.created", "gateway", gateway_id, clinic_id,
-                  {"token_id": issued.token_id, "expires_ms": issued.expires_ms})
+            audit.record(conn, actor, "enrolment_token.created", "gateway", gateway_id, clinic_id=clinic_id,
+                         detail={"token_id": issued.token_id, "expires_ms": issued.expires_ms})
         return issued
 
     try:
@@ -178,7 +165,7 @@ def _ttl_h(body: dict[str, Any], most: float) -> float:
 # ---- revocation (a coordinator) ----------------------------------------------------------------------------
 @routes.post("/api/v1/gateways/{gateway_id}/revoke")
 async def revoke(request: web.Request) -> web.Response:
-    actor = await coordinator(request)
+    actor = await require(request, Role.COORDINATOR)
     gateway_id = request.match_info["gateway_id"]
     try:
         if not valid_gateway_id(gateway_id):
@@ -191,12 +178,13 @@ async def revoke(request: web.Request) -> web.Response:
 
     def record() -> revocation.Revocation | None:
         with engine.begin() as conn:
-            if not _known(conn, gateway_id):
+            clinic_id = _clinic_of(conn, gateway_id)
+            if clinic_id is None:
                 return None
-            done = revocation.revoke(conn, gateway_id, actor=actor, reason=reason, now_ms=started_ms)
+            done = revocation.revoke(conn, gateway_id, actor=actor.label, reason=reason, now_ms=started_ms)
             if not done.already:
-                audit(conn, actor, "gateway.revoked", "gateway", gateway_id, None,
-                      {"reason": reason, "certificates": done.certificates})
+                audit.record(conn, actor, "gateway.revoked", "gateway", gateway_id, clinic_id=clinic_id,
+                             detail={"reason": reason, "certificates": done.certificates})
             return done
 
     done = await asyncio.to_thread(record)
@@ -207,7 +195,7 @@ async def revoke(request: web.Request) -> web.Response:
     crl_error = await _publish_crl(request.app)
     broker = await _tell_broker(request.app, gateway_id)
     if not done.already:
-        log.warning("gateway %s revoked by %s (%d certificate(s)); broker: %s", gateway_id, actor,
+        log.warning("gateway %s revoked by %s (%d certificate(s)); broker: %s", gateway_id, actor.label,
                     len(done.certificates), broker["state"])
     return web.json_response({
         "gateway_id": gateway_id, "revoked": iso_from_ms(done.revoked_ms), "already_revoked": done.already,
@@ -216,9 +204,15 @@ async def revoke(request: web.Request) -> web.Response:
     })
 
 
-def _known(conn: sa.Connection, gateway_id: str) -> bool:
-    return any(conn.execute(sa.select(sa.literal(1)).where(column == gateway_id).limit(1)).first()
-               for column in (gateways.c.id, gateway_certificates.c.gateway_id, enrolment_tokens.c.gateway_id))
+def _clinic_of(conn: sa.Connection, gateway_id: str) -> str | None:
+    """The gateway's clinic, from whatever HQ knows of it; None: HQ never heard of this gateway id."""
+    for column, clinic in ((gateways.c.id, gateways.c.clinic_id),
+                           (gateway_certificates.c.gateway_id, gateway_certificates.c.clinic_id),
+                           (enrolment_tokens.c.gateway_id, enrolment_tokens.c.clinic_id)):
+        found = conn.execute(sa.select(clinic).where(column == gateway_id).limit(1)).scalar()
+        if found is not None:
+            return str(found)
+    return None
 
 
 async def _publish_crl(app: web.Application) -> str | None:
@@ -259,3 +253,106 @@ async def get_crl(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         return web.json_response({"error": "no revocation list yet (the CA was not initialised)"}, status=404)
     return web.FileResponse(path, headers={"Content-Type": "application/x-pem-file", "Cache-Control": "no-cache"})
+
+
+# ---- the OpenAPI description of these routes ---------------------------------------------------------------
+_FIELD_ERROR = {
+    "type": "object",
+    "required": ["error", "field", "reason"],
+    "properties": {
+        "error": {"type": "string", "description": "What was wrong, for people"},
+        "field": {"type": "string", "description": "The request field at fault, e.g. token, csr, gateway_id"},
+        "reason": {"type": "string", "description": "A stable code for programs: expired, used, unknown, revoked, "
+                   "cn_mismatch, bad_csr, invalid, missing, clinic_mismatch, not_found"},
+    },
+}
+_TIME = {"type": ["string", "null"], "format": "date-time", "description": "UTC, ISO 8601 with a Z suffix"}
+_PEM = {"type": "string", "description": "PEM text"}
+_COORDINATORS = {"401": openapi.UNAUTHORIZED, "403": openapi.FORBIDDEN}
+
+
+def _refusal_doc(description: str) -> dict[str, Any]:
+    return openapi.ok(_FIELD_ERROR, description)
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, **({"required": required} if required else {})}
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/enrolment": {"post": {
+        "summary": "A new gateway trades its one-time token and certificate request for its certificate",
+        "description": "Authenticated by the token, not by an account. The token is spent by the first request "
+                       "that succeeds, also when several present it at once; a request refused for its CSR (wrong "
+                       "CN, bad key) does not spend it. The gateway's private key never leaves it: only the CSR "
+                       "is sent. Audited as gateway.enrolled.",
+        "security": [],
+        "requestBody": openapi.json_body(_object({
+            "token": {"type": "string", "description": "The enrolment token a coordinator created"},
+            "csr": {**_PEM, "description": "PKCS#10 request, subject exactly CN=<the gateway id of the token>, EC "
+                                           "P-256/P-384 or RSA 2048-8192 key"}}, ["token", "csr"])),
+        "responses": {
+            "200": openapi.ok(_object({
+                "gateway_id": {"type": "string"}, "clinic_id": {"type": "string"},
+                "serial": {"type": "string", "description": "Certificate serial number, hexadecimal"},
+                "not_after": _TIME,
+                "certificate_chain": {**_PEM, "description": "The gateway's certificate: its [mqtt] cert_file"},
+                "ca_bundle": {**_PEM, "description": "The fleet CA: its [mqtt] ca_file"}})),
+            "400": _refusal_doc("The CSR or the body is not acceptable (bad_csr, cn_mismatch, invalid, missing)"),
+            "403": _refusal_doc("The token is unknown, or its gateway was revoked"),
+            "409": _refusal_doc("The token was already used"),
+            "410": _refusal_doc("The token has expired"),
+            "503": openapi.ok(openapi.ERROR, "HQ's certificate authority is not usable"),
+        },
+    }},
+    "/api/v1/enrolment-tokens": {"post": {
+        "summary": "Create a one-time enrolment token for a gateway (coordinators; shown once; audited)",
+        "description": "HQ stores only the token's SHA-256: the response is the one chance to copy it. A revoked "
+                       "gateway id cannot get one.",
+        "requestBody": openapi.json_body(_object({
+            "gateway_id": {"type": "string", "description": "The gateway's id, its certificate's CN; must not "
+                                                            "start with 'hq-'"},
+            "clinic_id": {"type": "string"},
+            "ttl_h": {"type": "number", "description": "Hours the token is valid; at most enrolment.token_ttl_h "
+                                                       "(the default)"}}, ["gateway_id", "clinic_id"])),
+        "responses": {
+            "201": openapi.ok(_object({
+                "token": {"type": "string"}, "token_id": {"type": "integer"}, "gateway_id": {"type": "string"},
+                "clinic_id": {"type": "string"}, "expires": _TIME, "enrol_command": {"type": "string"}}),
+                "Created"),
+            "400": _refusal_doc("A field is missing or invalid"),
+            "403": _refusal_doc("The gateway was revoked (revoked), or the user is not a coordinator"),
+            "409": _refusal_doc("The gateway belongs to another clinic"),
+            "401": openapi.UNAUTHORIZED,
+        },
+    }},
+    "/api/v1/gateways/{gateway_id}/revoke": {"post": {
+        "summary": "Revoke a gateway: its certificates, its unused tokens and its id, for good (coordinators; "
+                   "audited)",
+        "description": "The broker drops the gateway's connection and denies it every topic at once (with [mqtt] "
+                       "dynamic_security; `broker.state` says whether it confirmed), and the CRL is rewritten so "
+                       "that its certificate fails every later TLS handshake once the broker reloads it. Revoking "
+                       "again changes nothing.",
+        "parameters": [openapi.path_param("gateway_id", "The gateway")],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": _object({
+            "reason": {"type": "string", "maxLength": MAX_REASON_CHARS}})}}},
+        "responses": {
+            "200": openapi.ok(_object({
+                "gateway_id": {"type": "string"}, "revoked": _TIME, "already_revoked": {"type": "boolean"},
+                "certificates_revoked": {"type": "array", "items": {"type": "string"}},
+                "broker": _object({"state": {"enum": ["applied", "pending", "not_configured"]}, "applied": _TIME,
+                                   "error": {"type": "string"}}),
+                "crl": _object({"written": {"type": "boolean"}, "error": {"type": "string"}})})),
+            "400": _refusal_doc("Not a gateway id"),
+            "404": _refusal_doc("No gateway, certificate or token has this id (not_found)"),
+            **_COORDINATORS,
+        },
+    }},
+    "/api/v1/ca/crl.pem": {"get": {
+        "summary": "The fleet CA's current certificate revocation list (PEM), for brokers on other hosts",
+        "description": "Public, like every CRL.",
+        "security": [],
+        "responses": {"200": {"description": "The CRL", "content": {"application/x-pem-file": {
+            "schema": {"type": "string"}}}}, "404": openapi.ok(openapi.ERROR, "No CA yet")},
+    }},
+}
