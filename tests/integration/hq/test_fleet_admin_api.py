@@ -71,3 +71,39 @@ async def test_revocation_lists_the_certificate_and_closes_enrolment(broker: Mos
         assert refused["reason"] == "revoked"
         assert (await post(hq, "/api/v1/gateways/gw-7/revoke", None, 200))["already_revoked"]
         assert (await post(hq, "/api/v1/gateways/gw-nobody/revoke", None, 404))["field"] == "gateway_id"
+
+
+async def test_only_coordinators_make_tokens_and_revoke_and_every_step_is_audited(
+        broker: Mosquitto, sqlite_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from hq import db
+    from hq.models import audit_log
+    from tests.support import accounts
+
+    config = hq_config(broker, sqlite_url, f'[ca]\ndir = "{tmp_path / "ca"}"\n')
+    async with running_hq(config) as hq:
+        staff = await asyncio.to_thread(accounts.user_with_token, sqlite_url, "head", "department_head")
+        coordinator = await asyncio.to_thread(accounts.user_with_token, sqlite_url, "coord", "coordinator")
+        body = {"gateway_id": "gw-7", "clinic_id": "clinic-a"}
+        await hq.send_json("POST", "/api/v1/enrolment-tokens", body, 403, token=staff)
+        async with hq.http.post(hq.url + "/api/v1/enrolment-tokens", json=body,
+                                headers={"Authorization": "Bearer nonsense"}) as resp:
+            assert resp.status == 401
+        issued = await hq.send_json("POST", "/api/v1/enrolment-tokens", body, 201, token=coordinator)
+        await post(hq, "/api/v1/enrolment", {"token": issued["token"], "csr": csr_for("gw-7")}, 200)
+        await hq.send_json("POST", "/api/v1/gateways/gw-7/revoke", {}, 403, token=staff)
+        await hq.send_json("POST", "/api/v1/gateways/gw-7/revoke", {"reason": "lost"}, 200, token=coordinator)
+    engine = db.create_engine_for(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            entries = conn.execute(sa.select(audit_log.c.actor, audit_log.c.action, audit_log.c.target_id)
+                                   .where(audit_log.c.target_type == "gateway").order_by(audit_log.c.id)).all()
+    finally:
+        engine.dispose()
+    assert [tuple(e) for e in entries] == [("user:coord", "enrolment_token.created", "gw-7"),
+                                           ("gateway:gw-7", "gateway.enrolled", "gw-7"),
+                                           ("user:coord", "gateway.revoked", "gw-7")]
+    assert issued["token"] not in str(entries)
