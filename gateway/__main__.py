@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import app, enrolment
+from gateway import app, enrolment, remote_config
 from gateway.config import GatewayConfig
 from gateway.outbox import OutboxError, skip_seqs_after_restore
 from gateway.replication import ReplicationError, restore
@@ -108,12 +108,12 @@ def enrol_main(argv: list[str]) -> int:
     return 0
 
 
-async def _serve(config: GatewayConfig) -> None:
+async def _serve(loaded: remote_config.Loaded) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.run(config, stop)
+    await app.run(loaded.config, stop, loaded)
 
 
 def restore_main(argv: list[str]) -> int:
@@ -159,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: configuration is valid")
         return 0
     try:
-        asyncio.run(_serve(config))
+        # The TOML file was valid just now; with the HQ-managed settings persisted in the data directory over it.
+        loaded = remote_config.load(args.config)
+        asyncio.run(_serve(loaded))
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
     except (OutboxError, ReplicationError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1

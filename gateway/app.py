@@ -19,6 +19,7 @@ from gateway.inbox import Inbox
 from gateway.local_api import LocalApi
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
+from gateway.remote_config import NOTICE_KIND, Loaded, RemoteConfig
 from gateway.replication import Replicator
 from gateway.uplink import Uplink
 
@@ -46,6 +47,21 @@ class Gateway:
     local_api: LocalApi | None = None
     replicator: Replicator | None = None  # Litestream, when [replication] is enabled
     certificate: CertificateWatch | None = None  # the gateway's own TLS certificate, when [mqtt] has one
+    remote: RemoteConfig | None = None  # HQ-managed settings (None: a gateway run without them, e.g. in a test)
+
+    @property
+    def config_version(self) -> int:
+        return self.remote.version if self.remote is not None else 0
+
+    def apply_settings(self, config: GatewayConfig) -> None:
+        """Put a new configuration's HQ-managed settings into effect while running (see gateway.managed_settings)."""
+        self.config = config
+        self.uplink.heartbeat_s = config.status.heartbeat_s
+        self.uplink.live_window_s = config.outbox.live_window_s
+        silent_after = {d.device_id: d.silent_after_s for d in config.serial}
+        for source in self.serial_sources:
+            source.silent_after_s = silent_after.get(source.session.health.device_id, source.silent_after_s)
+        self.uplink.status_changed()  # HQ learns the new version now, not at the next heartbeat
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -61,10 +77,13 @@ class Gateway:
                 for h in self.devices.values()
             ],
             drain_rate_per_s=self.uplink.drain_rate_per_s() if state is wire.GatewayState.ONLINE else None,
+            config_version=self.config_version,
         )
 
 
-def build(config: GatewayConfig) -> Gateway:
+def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
+    """`loaded`: how the configuration was loaded (`gateway.remote_config.load`); with it, the gateway takes
+    HQ-managed settings from HQ."""
     g = config.gateway
     outbox = Outbox(config.outbox_path, g.id, quota_bytes=config.outbox.quota_bytes,
                     retain_sent_ms=int(config.outbox.retain_sent_h * 3600 * 1000))
@@ -79,6 +98,9 @@ def build(config: GatewayConfig) -> Gateway:
     )
     inbox = Inbox(outbox, g.id)
     gw = Gateway(config, outbox, link, uplink, inbox)
+    if loaded is not None:
+        gw.remote = RemoteConfig(loaded, gw.apply_settings)
+        inbox.register(NOTICE_KIND, gw.remote.handle)
     uplink.set_status_source(gw.status)
     notices = wire.notice_topic(g.id)
 
@@ -113,9 +135,14 @@ def build(config: GatewayConfig) -> Gateway:
     return gw
 
 
-async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
+async def run(config: GatewayConfig, stop: asyncio.Event | None = None, loaded: Loaded | None = None) -> None:
     """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly."""
-    gw = build(config)
+    gw = build(config, loaded)
+    if loaded is not None and loaded.problem is not None:
+        log.warning("HQ-managed settings not used, running on the TOML file alone (HQ sees version 0): %s",
+                    loaded.problem)
+    elif loaded is not None and loaded.managed is not None:
+        log.info("HQ-managed settings v%d in effect", loaded.managed.version)
     await gw.outbox.open()
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),

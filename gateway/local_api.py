@@ -76,10 +76,18 @@ class LocalApi:
             "replication": {"enabled": False} if self.gateway.replicator is None else
                            {"enabled": True, **self.gateway.replicator.state()},
             "certificate": self._certificate_json(),
+            "config": self._config_json(),
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
         }), content_type="application/json")
+
+    def _config_json(self) -> dict[str, object]:
+        remote = self.gateway.remote
+        current = remote.current if remote is not None else None
+        return {"version": self.gateway.config_version, "managed_by_hq": remote is not None,
+                "applied_ms": current.applied_ms if current else None,
+                "settings": current.settings.to_json() if current else {}}
 
     def _certificate_json(self) -> dict[str, object] | None:
         watch = self.gateway.certificate
@@ -157,6 +165,9 @@ class LocalApi:
                               "Errors litestream logged (e.g. the replica unreachable; it retries).",
                               gw.replicator.errors_total),
             ]
+        metrics.append(Family.single("gateway_config_version", "gauge",
+                                     "Version of the HQ-managed settings in effect (0: the TOML file alone).",
+                                     gw.config_version))
         if gw.certificate is not None:
             state = gw.certificate.state()
             if state.not_after is not None:

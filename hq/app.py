@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import Message, MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, auth, ca, db, fleet_admin_api, observability, openapi, replay, revocation
+from hq import api, auth, ca, db, fleet_admin_api, gateway_settings, observability, openapi, replay, revocation
 from hq.appkeys import (
     CA_FILES,
     CONFIG,
@@ -40,7 +40,7 @@ from hq.appkeys import (
 )
 from hq.broker_control import DynsecControl, RevocationEnforcer
 from hq.config import HqConfig
-from hq.console import admin, pages, websocket
+from hq.console import admin, gateway_admin, pages, websocket
 from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -64,11 +64,13 @@ def create_app(config: HqConfig) -> web.Application:
     app[EVENTS] = GatewayEvents()
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
+    app[RECEIPTS].on_receipt(gateway_settings.NOTICE_KIND, gateway_settings.on_receipt)
     app[CA_FILES] = ca.CaFiles(config.ca.dir, config.ca.crl_path)
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
     app.add_routes(fleet_admin_api.routes)
+    app.add_routes(gateway_admin.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
                           **fleet_admin_api.OPENAPI_PATHS}
     app.add_routes(observability.routes)

@@ -1,5 +1,5 @@
-"""The JSON API of fleet administration: a gateway enrols with a one-time token, a coordinator creates tokens
-and revokes gateways, the broker's revocation list is published.
+"""The JSON API of fleet administration: a gateway enrols with a one-time token, a coordinator creates tokens,
+revokes gateways and changes their HQ-managed settings, the broker's revocation list is published.
 
 Thin handlers over `hq.enrolment`, `hq.revocation` and `hq.broker_control` (run in threads where they touch the
 database or the CA's files). Errors are JSON bodies naming the field at fault: {"error", "field", "reason"}.
@@ -16,10 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
+from gateway import managed_settings
 from gateway.wire import valid_gateway_id
-from hq import audit, ca, enrolment, openapi, revocation
-from hq.appkeys import CA_FILES, CONFIG, ENFORCER, ENGINE, INGEST
-from hq.auth import Role, require
+from hq import audit, ca, enrolment, gateway_settings, openapi, revocation
+from hq.appkeys import CA_FILES, CONFIG, DOWNLINK, ENFORCER, ENGINE, INGEST
+from hq.auth import Actor, Role, require
 from hq.broker_control import BrokerControlError
 from hq.clock import iso_from_ms, now_ms
 from hq.models import enrolment_tokens, gateway_certificates, gateways
@@ -128,24 +129,29 @@ async def create_token(request: web.Request) -> web.Response:
         body = await _body(request)
         gateway_id = _text(body, "gateway_id", max_chars=64)
         clinic_id = _text(body, "clinic_id", max_chars=64)
-        ttl_h = _ttl_h(body, request.app[CONFIG].enrolment.token_ttl_h)
+        ttl_h = ttl_h_of(body, request.app[CONFIG].enrolment.token_ttl_h)
     except RequestError as exc:
         return exc.response()
     assert gateway_id is not None and clinic_id is not None
+    try:
+        issued = await issue_token(request.app, actor, gateway_id, clinic_id, ttl_h)
+    except enrolment.EnrolmentError as exc:
+        return _refused(exc)
+    return web.json_response(token_json(issued), status=201, headers={"Cache-Control": "no-store"})
 
+
+async def issue_token(app: web.Application, actor: Actor, gateway_id: str, clinic_id: str,
+                      ttl_h: float) -> enrolment.IssuedToken:
+    """A new token, audited (the API and the console's form). Raises EnrolmentError."""
     def create() -> enrolment.IssuedToken:
-        with request.app[ENGINE].begin() as conn:
+        with app[ENGINE].begin() as conn:
             issued = enrolment.create_token(conn, gateway_id, clinic_id, actor=actor.label, now_ms=now_ms(),
                                             ttl_ms=int(ttl_h * 3600_000))
             audit.record(conn, actor, "enrolment_token.created", "gateway", gateway_id, clinic_id=clinic_id,
                          detail={"token_id": issued.token_id, "expires_ms": issued.expires_ms})
         return issued
 
-    try:
-        issued = await asyncio.to_thread(create)
-    except enrolment.EnrolmentError as exc:
-        return _refused(exc)
-    return web.json_response(token_json(issued), status=201, headers={"Cache-Control": "no-store"})
+    return await asyncio.to_thread(create)
 
 
 def token_json(issued: enrolment.IssuedToken) -> dict[str, Any]:
@@ -155,7 +161,7 @@ def token_json(issued: enrolment.IssuedToken) -> dict[str, Any]:
             "enrol_command": "clinic-gateway enrol --config /etc/clinic-gateway/gateway.toml --token-file FILE"}
 
 
-def _ttl_h(body: dict[str, Any], most: float) -> float:
+def ttl_h_of(body: dict[str, Any], most: float) -> float:
     value = body.get("ttl_h", most)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= most:
         raise RequestError("ttl_h", "invalid", f"the field 'ttl_h' must be a number of hours, 0.05-{most:g}")
@@ -173,7 +179,17 @@ async def revoke(request: web.Request) -> web.Response:
         reason = _text(await _body(request), "reason", required=False, max_chars=MAX_REASON_CHARS)
     except RequestError as exc:
         return exc.response()
-    engine = request.app[ENGINE]
+    outcome = await revoke_gateway(request.app, actor, gateway_id, reason)
+    if outcome is None:
+        return RequestError("gateway_id", "not_found", f"no gateway, certificate or enrolment token has the id "
+                                                     f"{gateway_id!r}").response()
+    return web.json_response(outcome)
+
+
+async def revoke_gateway(app: web.Application, actor: Actor, gateway_id: str,
+                         reason: str | None) -> dict[str, Any] | None:
+    """Revoke, audited; then the CRL, the broker and this worker's ingest. None: HQ never heard of the id."""
+    engine = app[ENGINE]
     started_ms = now_ms()
 
     def record() -> revocation.Revocation | None:
@@ -189,19 +205,18 @@ async def revoke(request: web.Request) -> web.Response:
 
     done = await asyncio.to_thread(record)
     if done is None:
-        return RequestError("gateway_id", "not_found", f"no gateway, certificate or enrolment token has the id "
-                                                     f"{gateway_id!r}").response()
-    request.app[INGEST].refused_gateways.add(gateway_id)
-    crl_error = await _publish_crl(request.app)
-    broker = await _tell_broker(request.app, gateway_id)
+        return None
+    app[INGEST].refused_gateways.add(gateway_id)
+    crl_error = await _publish_crl(app)
+    broker = await _tell_broker(app, gateway_id)
     if not done.already:
         log.warning("gateway %s revoked by %s (%d certificate(s)); broker: %s", gateway_id, actor.label,
                     len(done.certificates), broker["state"])
-    return web.json_response({
+    return {
         "gateway_id": gateway_id, "revoked": iso_from_ms(done.revoked_ms), "already_revoked": done.already,
         "certificates_revoked": done.certificates, "broker": broker,
         "crl": {"written": crl_error is None, **({"error": crl_error} if crl_error else {})},
-    })
+    }
 
 
 def _clinic_of(conn: sa.Connection, gateway_id: str) -> str | None:
@@ -245,6 +260,91 @@ async def _tell_broker(app: web.Application, gateway_id: str) -> dict[str, Any]:
         return {"state": "pending", "error": str(exc) or type(exc).__name__,
                 "note": "HQ keeps telling the broker until it confirms"}
     return {"state": "applied", "applied": iso_from_ms(at)}
+
+
+# ---- HQ-managed settings (a coordinator) ---------------------------------------------------------------------
+class SettingsRefused(Exception):
+    def __init__(self, status: int, field: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.reason = status, field, reason
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": str(self), "field": self.field, "reason": self.reason}
+
+
+async def change_settings(app: web.Application, actor: Actor, gateway_id: str, doc: Any) -> int:
+    """A new version of the gateway's HQ-managed settings, audited and queued on the downlink; the version.
+    Raises SettingsRefused (an invalid value, an unknown or revoked gateway, a device it does not have)."""
+    try:
+        settings = managed_settings.parse(doc)
+    except ValueError as exc:
+        raise SettingsRefused(400, "settings", "invalid", str(exc)) from None
+
+    def record() -> int:
+        with app[ENGINE].begin() as conn:
+            row = conn.execute(sa.select(gateways.c.clinic_id, gateways.c.devices_json)
+                               .where(gateways.c.id == gateway_id)).first()
+            if row is None:
+                raise SettingsRefused(404, "gateway_id", "not_found", f"no gateway {gateway_id!r} has reported to HQ")
+            if enrolment.is_revoked(conn, gateway_id):
+                raise SettingsRefused(409, "gateway_id", "revoked", f"gateway {gateway_id!r} was revoked")
+            serial = sorted(str(d.get("device_id")) for d in row.devices_json or []
+                            if not str(d.get("source", "")).startswith("tcp://"))
+            unknown = sorted(set(settings.silent_after_s) - set(serial))
+            if unknown:
+                raise SettingsRefused(400, "settings", "invalid", f"serial.{unknown[0]}: gateway {gateway_id!r} "
+                                      f"reports no serial device {unknown[0]!r} (it has {', '.join(serial) or 'none'})")
+            version = gateway_settings.new_version(conn, gateway_id, settings, actor=actor.label, now_ms=now_ms())
+            audit.record(conn, actor, "gateway.settings.changed", "gateway", gateway_id, clinic_id=row.clinic_id,
+                         detail={"version": version, "settings": settings.to_json()})
+            return version
+
+    try:
+        version = await asyncio.to_thread(record)
+    except sa.exc.IntegrityError:
+        raise SettingsRefused(409, "settings", "conflict", "another coordinator changed this gateway's settings at "
+                              "the same moment; look at its versions and try again") from None
+    app[DOWNLINK].wake()
+    log.info("gateway %s: HQ-managed settings v%d queued by %s", gateway_id, version, actor.label)
+    return version
+
+
+@routes.put("/api/v1/gateways/{gateway_id}/settings")
+async def put_settings(request: web.Request) -> web.Response:
+    actor = await require(request, Role.COORDINATOR)
+    gateway_id = request.match_info["gateway_id"]
+    try:
+        body = await _body(request)
+        version = await change_settings(request.app, actor, gateway_id, body)
+    except RequestError as exc:
+        return exc.response()
+    except SettingsRefused as exc:
+        return web.json_response(exc.to_json(), status=exc.status)
+    return web.json_response({"gateway_id": gateway_id, "version": version, "state": "pending"}, status=202)
+
+
+@routes.get("/api/v1/gateways/{gateway_id}/settings")
+async def get_settings(request: web.Request) -> web.Response:
+    await require(request, Role.COORDINATOR)
+    gateway_id = request.match_info["gateway_id"]
+
+    def read() -> tuple[int | None, list[dict[str, Any]]]:
+        with request.app[ENGINE].connect() as conn:
+            running = conn.execute(sa.select(gateways.c.config_version).where(gateways.c.id == gateway_id)).scalar()
+            return running, gateway_settings.history(conn, gateway_id)
+
+    running, versions = await asyncio.to_thread(read)
+    if running is None:
+        return web.json_response({"error": f"no gateway {gateway_id!r}", "field": "gateway_id",
+                                  "reason": "not_found"}, status=404)
+    return web.json_response({"gateway_id": gateway_id, "running_version": running,
+                              "versions": [version_json(v) for v in versions]})
+
+
+def version_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"version": row["version"], "state": row["state"], "settings": row["settings"],
+            "reason": row["reason"], "created": iso_from_ms(row["created_ms"]), "created_by": row["created_by"],
+            "answered": iso_from_ms(row["acked_ms"])}
 
 
 @routes.get("/api/v1/ca/crl.pem")
@@ -348,6 +448,45 @@ OPENAPI_PATHS: dict[str, Any] = {
             **_COORDINATORS,
         },
     }},
+    "/api/v1/gateways/{gateway_id}/settings": {
+        "put": {
+            "summary": "A new version of the gateway's HQ-managed settings (coordinators; audited)",
+            "description": "The body is the complete set of managed values; what it leaves out follows the "
+                           "gateway's TOML file. HQ checks the values with the gateway's own rules, sends the "
+                           "version over the downlink, and the gateway applies it (durably, at once) or rejects it "
+                           "with its reason: see GET.",
+            "parameters": [openapi.path_param("gateway_id", "The gateway")],
+            "requestBody": openapi.json_body(_object({
+                "status": _object({"heartbeat_s": {"type": "number", "minimum": 1, "maximum": 3600}}),
+                "outbox": _object({"live_window_s": {"type": "number", "minimum": 5}}),
+                "serial": {"type": "object", "description": "Per serial device id",
+                           "additionalProperties": _object({"silent_after_s": {
+                               "type": "number", "exclusiveMinimum": 0, "maximum": 86400}})}})),
+            "responses": {
+                "202": openapi.ok(_object({"gateway_id": {"type": "string"}, "version": {"type": "integer"},
+                                           "state": {"const": "pending"}}), "Queued for the gateway"),
+                "400": _refusal_doc("A value breaks its rule, a key may not be managed, or a device is unknown"),
+                "404": _refusal_doc("No such gateway"),
+                "409": _refusal_doc("The gateway was revoked, or another change came at the same moment"),
+                **_COORDINATORS,
+            },
+        },
+        "get": {
+            "summary": "The gateway's HQ-managed settings versions, newest first, with the gateway's answers",
+            "parameters": [openapi.path_param("gateway_id", "The gateway")],
+            "responses": {
+                "200": openapi.ok(_object({
+                    "gateway_id": {"type": "string"}, "running_version": {"type": "integer"},
+                    "versions": {"type": "array", "items": _object({
+                        "version": {"type": "integer"},
+                        "state": {"enum": ["pending", "applied", "rejected", "superseded"]},
+                        "settings": {"type": "object"}, "reason": {"type": ["string", "null"]},
+                        "created": _TIME, "created_by": {"type": "string"}, "answered": _TIME})}})),
+                "404": _refusal_doc("No such gateway"),
+                **_COORDINATORS,
+            },
+        },
+    },
     "/api/v1/ca/crl.pem": {"get": {
         "summary": "The fleet CA's current certificate revocation list (PEM), for brokers on other hosts",
         "description": "Public, like every CRL.",

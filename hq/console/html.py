@@ -83,6 +83,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 # only decides whose bar shows the link.
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
+    NavItem("/enrolment", "Enrol a gateway", frozenset({"coordinator"})),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )
@@ -170,10 +171,29 @@ def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = ()) 
         f"<div class=\"meta\">last contact <time class=\"last-contact\">{e(gw['last_contact'] or 'never')}</time>"
         f" \u00b7 backlog <span class=\"backlog\" data-count=\"{e(gw['backlog'])}\">{e(gw['backlog_summary'])}</span>"
         f" \u00b7 <span class=\"software\">{e(gw['software'])}</span></div>"
+        f"{identity_line(gw)}"
         f"<ul class=\"lanes\">{lanes}</ul>"
         f"<ul class=\"devices\">{devices}</ul>"
         f"<ul class=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul></div>"
     )
+
+
+def identity_line(gw: Mapping[str, Any]) -> str:
+    """The gateway's HQ-managed settings and certificate, and the link to manage it (coordinators)."""
+    config, identity = gw.get("config"), gw.get("identity")
+    if config is None:
+        settings = f"<span class=\"config\" data-state=\"local\">v{e(gw.get('config_version', 0))} (TOML only)</span>"
+    else:
+        settings = (f"<span class=\"config\" data-state=\"{e(config['state'])}\" "
+                    f"data-version=\"{e(config['version'])}\">{e(config['summary'])}</span>")
+    if identity is None:
+        cert = "<span class=\"certificate\">not enrolled through HQ</span>"
+    else:
+        revoked = " <strong class=\"revoked\">revoked</strong>" if identity["revoked"] else ""
+        cert = (f"<span class=\"certificate\">enrolled <time class=\"enrolled\">{e(identity['last_enrolment'])}</time>"
+                f", expires <time class=\"expires\">{e(identity['certificate_expires'])}</time>{revoked}</span>")
+    return (f"<div class=\"identity\">settings {settings} \u00b7 {cert} \u00b7 "
+            f"<a class=\"manage\" href=\"/gateways/{e(quote(gw['gateway_id'], safe=''))}\">manage</a></div>")
 
 
 def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:

@@ -7,21 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import queue
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway import wire
 from gateway.mqttlink import LinkSettings, Message, MqttLink, NotConnected, PublishRefused, TlsSettings
 from hq import ca
 from hq.broker_control import DynsecControl
-from tests.support.mosquitto import BrokerTls, ClientIdentity, Mosquitto
+from tests.support.mosquitto import BrokerTls, ClientIdentity, Mosquitto, probe_connect
 
 NOT_AUTHORISED = 135
 
@@ -66,37 +63,6 @@ async def connected(*clients: Client) -> AsyncIterator[None]:
                 await t
 
 
-def connect_outcome(broker: Mosquitto, identity: ClientIdentity | None, *, ca_file: Path | None = None,
-                    tls_version: ssl.TLSVersion | None = None, timeout_s: float = 5.0) -> str:
-    """"connected", or how the broker refused this client (in the handshake, or by closing right after it:
-    with TLS 1.3 the client learns of a refused certificate only when it first reads)."""
-    assert broker.tls is not None
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(str(ca_file or broker.tls.ca_dir / "ca.pem"))
-    if tls_version is not None:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer an old version; the broker must refuse it
-        ctx.minimum_version = ctx.maximum_version = tls_version
-    if identity is not None:
-        ctx.load_cert_chain(str(identity.cert_file), str(identity.key_file))
-    client.tls_set_context(ctx)
-    outcome: queue.Queue[str] = queue.Queue()
-    client.on_connect = lambda _c, _u, _f, rc, _p: outcome.put("connected" if not rc.is_failure else f"refused: {rc}")
-    client.on_disconnect = lambda _c, _u, _f, rc, _p: outcome.put(f"dropped: {rc}")
-    try:
-        client.connect(broker.host, broker.port, keepalive=10)
-    except (ssl.SSLError, OSError) as exc:
-        return f"refused in the TLS handshake: {exc}"
-    client.loop_start()
-    try:
-        return outcome.get(timeout=timeout_s)
-    except queue.Empty:
-        return "no answer"
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
 
 async def test_a_gateway_publishes_only_under_its_own_prefix(secure_broker: Mosquitto) -> None:
     hq = Client(secure_broker, secure_broker.issue_client("hq-1"), "hq-1",
@@ -133,7 +99,7 @@ async def test_a_gateway_subscribed_to_another_clinic_receives_nothing(secure_br
 
 
 def test_certificates_the_broker_refuses(secure_broker: Mosquitto, tmp_path: Path) -> None:
-    assert connect_outcome(secure_broker, secure_broker.issue_client("gw-a")) == "connected"
+    assert probe_connect(secure_broker, secure_broker.issue_client("gw-a")) == "connected"
     foreign = ca.CaFiles(tmp_path / "foreign")
     foreign_ca = foreign.create("Someone else's CA", now=dt.datetime.now(dt.UTC), validity_days=3650)
     key, cert = ca.issue_identity(foreign_ca, "gw-a", now=dt.datetime.now(dt.UTC), validity_days=30)
@@ -146,10 +112,10 @@ def test_certificates_the_broker_refuses(secure_broker: Mosquitto, tmp_path: Pat
                                                                                      expired_key, expired_cert)))
     for name, identity in (("another CA's certificate", impostor), ("an expired certificate", expired),
                            ("no certificate", None)):
-        assert connect_outcome(secure_broker, identity) != "connected", name
-    assert connect_outcome(secure_broker, secure_broker.issue_client("gw-a"),
+        assert probe_connect(secure_broker, identity) != "connected", name
+    assert probe_connect(secure_broker, secure_broker.issue_client("gw-a"),
                            tls_version=ssl.TLSVersion.TLSv1_1) != "connected"
-    assert connect_outcome(secure_broker, secure_broker.issue_client("gw-a"),
+    assert probe_connect(secure_broker, secure_broker.issue_client("gw-a"),
                            tls_version=ssl.TLSVersion.TLSv1_2) == "connected"
 
 
@@ -180,7 +146,7 @@ async def test_a_crl_reload_alone_leaves_the_revoked_gateway_connected(secure_br
         while secure_broker.reloads == reloads:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
-        assert connect_outcome(secure_broker, identity) != "connected"  # a new handshake is refused...
+        assert probe_connect(secure_broker, identity) != "connected"  # a new handshake is refused...
         await a.link.publish(wire.data_topic("gw-a"), b"still here")  # ...the old connection carries on
         assert a.disconnected_at == []
 
@@ -214,7 +180,7 @@ async def test_a_revoked_gateway_is_dropped_at_once_and_refused_from_then_on(sec
                 await a.link.publish(wire.data_topic("gw-a"), b"after", timeout_s=1)
                 raise AssertionError("a revoked gateway's publish was accepted")
             await asyncio.sleep(0.05)
-        assert connect_outcome(secure_broker, identity) != "connected"
+        assert probe_connect(secure_broker, identity) != "connected"
         await b.link.publish(wire.data_topic("gw-b"), b"unaffected")
         await asyncio.sleep(0.3)
         assert b.disconnected_at == []

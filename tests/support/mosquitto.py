@@ -9,9 +9,12 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,3 +208,44 @@ class Mosquitto:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _connect_packet(client_id: str) -> bytes:
+    """An MQTT 5 CONNECT with a clean start, a 10 s keep-alive and no properties."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x05\x02\x00\x0a\x00" + len(cid).to_bytes(2, "big") + cid
+    assert len(body) < 128  # one-byte remaining length
+    return bytes([0x10, len(body)]) + body
+
+
+def probe_connect(broker: Mosquitto, identity: ClientIdentity | None, *, ca_file: Path | None = None,
+                  tls_version: ssl.TLSVersion | None = None, timeout_s: float = 5.0) -> str:
+    """"connected" if the broker accepts this client (a CONNACK with reason 0), else how it refused it: in the TLS
+    handshake, by closing the connection right after it (with TLS 1.3 a refused client certificate shows only
+    when the client first reads), or with a CONNACK reason code. Plain sockets, not paho: it answers in
+    milliseconds, so revocation latencies measured with it are the broker's, not the probe's."""
+    assert broker.tls is not None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(ca_file or broker.tls.ca_dir / "ca.pem"))
+    if tls_version is not None:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer an old version; the broker must refuse it
+        ctx.minimum_version = ctx.maximum_version = tls_version
+    if identity is not None:
+        ctx.load_cert_chain(str(identity.cert_file), str(identity.key_file))
+    try:
+        with socket.create_connection((broker.host, broker.port), timeout=timeout_s) as raw, \
+                ctx.wrap_socket(raw, server_hostname=broker.host) as tls:
+            tls.sendall(_connect_packet(f"probe-{time.monotonic_ns()}"))
+            answer = b""
+            while len(answer) < 4:
+                chunk = tls.recv(4 - len(answer))
+                if not chunk:
+                    return "refused: the broker closed the connection"
+                answer += chunk
+    except ssl.SSLError as exc:
+        return f"refused in TLS: {exc}"
+    except OSError as exc:
+        return f"refused: {exc}"
+    if answer[0] != 0x20:
+        return f"refused: unexpected packet {answer!r}"
+    return "connected" if answer[3] == 0 else f"refused: CONNACK reason code {answer[3]}"

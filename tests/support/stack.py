@@ -231,10 +231,7 @@ class Stack:
             if dev.transport == "serial":
                 gw_side, sim_side = self.pty_pair(f"{spec.gateway_id}-{dev.device_id}")
                 ports[dev.device_id], sim_ports[dev.device_id] = str(gw_side), str(sim_side)
-        path = self.dir / f"{spec.gateway_id}.toml"
-        path.write_text(self.gateway_config_text(spec, ports))
-        self.gateway_configs[spec.gateway_id] = path
-        self.gateway_env[spec.gateway_id] = spec.env
+        self.write_gateway_config(spec, ports)
         if self.tls:
             self._provide_identity(spec)
         self.restart_gateway(spec.gateway_id)
@@ -248,6 +245,14 @@ class Stack:
             sim_ports.setdefault(dev.device_id,
                                  f"tcp://127.0.0.1:{self.tcp_ports.get(f'{spec.gateway_id}/{dev.device_id}')}")
         return sim_ports
+
+    def write_gateway_config(self, spec: GatewaySpec, ports: dict[str, str] | None = None) -> Path:
+        """The gateway's TOML file (`ports`: its serial devices' pty paths), without starting anything."""
+        path = self.dir / f"{spec.gateway_id}.toml"
+        path.write_text(self.gateway_config_text(spec, ports or {}))
+        self.gateway_configs[spec.gateway_id] = path
+        self.gateway_env[spec.gateway_id] = spec.env
+        return path
 
     def restart_gateway(self, gateway_id: str) -> None:
         self._spawn(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "--config",
