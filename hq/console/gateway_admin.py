@@ -16,7 +16,6 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from aiohttp import web
 
-from gateway import managed_settings
 from hq import enrolment, gateway_settings
 from hq.api import fleet_view
 from hq.appkeys import CONFIG, ENGINE
@@ -56,20 +55,28 @@ def _number(value: Any) -> str:
     return "" if value is None else f"{value:g}"
 
 
+def _value(settings: Mapping[str, Any], *keys: str) -> str:
+    """A number from a version's settings JSON for the form, as it was sent (even a value the gateway refused)."""
+    node: Any = settings
+    for key in keys:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return _number(node) if isinstance(node, int | float) and not isinstance(node, bool) else ""
+
+
 def settings_form(actor: Actor, gw: Mapping[str, Any], latest: Mapping[str, Any] | None) -> str:
-    current = managed_settings.parse(latest["settings"]) if latest else managed_settings.ManagedSettings()
+    sent = latest["settings"] if latest else {}
     serial = [d for d in gw["devices"] if not str(d.get("source") or "").startswith("tcp://")]
     devices = "".join(
         f"<label>{e(d['device_id'])}: silent after (s) <input name=\"silent_after_s.{e(d['device_id'])}\" "
-        f"inputmode=\"decimal\" value=\"{e(_number(current.silent_after_s.get(d['device_id'])))}\"></label>"
+        f"inputmode=\"decimal\" value=\"{e(_value(sent, 'serial', d['device_id'], 'silent_after_s'))}\"></label>"
         for d in serial)
     return (
         f"<form method=\"post\" action=\"{e(_url(gw['gateway_id'], '/settings'))}\" id=\"settings\" class=\"inline\">"
         f"{_csrf(actor)}"
         f"<label>Status heartbeat (s) <input name=\"heartbeat_s\" inputmode=\"decimal\" "
-        f"value=\"{e(_number(current.heartbeat_s))}\"></label>"
+        f"value=\"{e(_value(sent, 'status', 'heartbeat_s'))}\"></label>"
         f"<label>Live window (s) <input name=\"live_window_s\" inputmode=\"decimal\" "
-        f"value=\"{e(_number(current.live_window_s))}\"></label>{devices}"
+        f"value=\"{e(_value(sent, 'outbox', 'live_window_s'))}\"></label>{devices}"
         "<button type=\"submit\">Send new version</button></form>"
     )
 
@@ -130,10 +137,23 @@ async def _render(request: web.Request, actor: Actor, gateway_id: str, *, error:
     return html.response(gateway_page(actor, gw, versions, error=error, note=note), status=status)
 
 
+REVOKED_NOTES = {
+    "applied": "Gateway revoked. The broker dropped the gateway and denies it every topic.",
+    "pending": "Gateway revoked. The broker has not confirmed yet; HQ keeps telling it.",
+    "not_configured": "Gateway revoked. The broker refuses it at its next connection, once it reloads the "
+                      "revocation list.",
+}
+
+
 @routes.get("/gateways/{gateway_id}")
 async def gateway(request: web.Request) -> web.Response:
     actor = await require(request, Role.COORDINATOR)
-    return await _render(request, actor, request.match_info["gateway_id"])
+    note = None
+    if (sent := request.query.get("sent", "")).isdigit():
+        note = f"Version {sent} sent; the gateway answers when it receives it."
+    elif (state := request.query.get("revoked")) in REVOKED_NOTES:
+        note = REVOKED_NOTES[state]
+    return await _render(request, actor, request.match_info["gateway_id"], note=note)
 
 
 def settings_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,8 +188,7 @@ async def settings(request: web.Request) -> web.Response:
         version = await change_settings(request.app, actor, gateway_id, settings_from_form(form))
     except SettingsRefused as exc:
         return await _render(request, actor, gateway_id, error=str(exc), status=exc.status)
-    return await _render(request, actor, gateway_id,
-                         note=f"Version {version} sent; the gateway answers when it receives it.")
+    raise web.HTTPSeeOther(f"{_url(gateway_id)}?sent={version}")  # a reload must not send it again
 
 
 @routes.post("/gateways/{gateway_id}/revoke")
@@ -181,12 +200,7 @@ async def revoke(request: web.Request) -> web.Response:
     outcome = await revoke_gateway(request.app, actor, gateway_id, reason)
     if outcome is None:
         raise web.HTTPNotFound(text=f"No gateway {gateway_id!r}.")
-    broker = outcome["broker"]
-    note = {"applied": "The broker dropped the gateway and denies it every topic.",
-            "pending": f"The broker has not confirmed yet ({broker.get('error')}); HQ keeps telling it.",
-            }.get(broker["state"], "The broker refuses the gateway at its next connection, once it reloads the "
-                                   "revocation list.")
-    return await _render(request, actor, gateway_id, note=f"Gateway revoked. {note}")
+    raise web.HTTPSeeOther(f"{_url(gateway_id)}?revoked={outcome['broker']['state']}")
 
 
 # ---- enrolling a new gateway --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def stack() -> Iterator[Stack]:
 
 
 def gateway(stack: Stack, gateway_id: str) -> dict[str, Any]:
-    gateways: list[dict[str, Any]] = stack.hq_get("/api/v1/gateways")["gateways"]  # type: ignore[assignment]
+    gateways: list[dict[str, Any]] = stack.hq_get("/api/v1/gateways")["gateways"]
     found = [g for g in gateways if g["gateway_id"] == gateway_id]
     return found[0] if found else {}
 
