@@ -47,6 +47,7 @@ test-unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	cd ansible && ../$(VENV)/bin/ansible-lint --offline --profile production
 
 bench: system-deps venv
 	$(PY) -m bench
