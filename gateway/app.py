@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.config import GatewayConfig
+from gateway.inbox import Inbox
 from gateway.local_api import LocalApi
-from gateway.mqttlink import MqttLink, Will
+from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
 from gateway.replication import ReplicationMode, Replicator
 from gateway.sdnotify import Health, Notifier, feed_watchdog, tasks_ended, watchdog_interval_s
@@ -37,6 +38,7 @@ class Gateway:
     outbox: Outbox
     link: MqttLink
     uplink: Uplink
+    inbox: Inbox
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     serial_sources: list[SerialSource] = field(default_factory=list)
     tcp_sources: list[TcpSource] = field(default_factory=list)
@@ -74,9 +76,15 @@ def build(config: GatewayConfig) -> Gateway:
         ack_timeout_s=config.outbox.ack_timeout_s, heartbeat_s=config.status.heartbeat_s,
         live_window_s=config.outbox.live_window_s, retain_sent_s=config.outbox.retain_sent_h * 3600,
     )
-    gw = Gateway(config, outbox, link, uplink)
+    inbox = Inbox(outbox, g.id)
+    gw = Gateway(config, outbox, link, uplink, inbox)
     uplink.set_status_source(gw.status)
-    link.set_handlers(subscriptions=uplink.subscriptions, on_message=uplink.on_message,
+    notices = wire.notice_topic(g.id)
+
+    def on_message(message: Message) -> None:
+        (inbox if message.topic == notices else uplink).on_message(message)
+
+    link.set_handlers(subscriptions=[*uplink.subscriptions, *inbox.subscriptions], on_message=on_message,
                       on_connect=uplink.on_connect, on_disconnect=uplink.on_disconnect)
 
     def on_state(_health: DeviceHealth) -> None:

@@ -26,6 +26,7 @@ class LocalApi:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/v1/status", self.status)
+        app.router.add_get("/api/v1/notices", self.notices)
         self.app = app
 
     async def start(self) -> None:
@@ -68,6 +69,7 @@ class LocalApi:
                        "retained": self.gateway.outbox.retained,
                        "expired_total": self.gateway.outbox.expired_total,
                        "replayed_total": self.gateway.outbox.replayed_total,
+                       "demoted_total": self.gateway.outbox.demoted_total,
                        "next_seq": self.gateway.outbox.next_seq},
             # In 'external' mode another process replicates: this one can only say so.
             "replication": {"enabled": self.gateway.config.replication.enabled,
@@ -77,6 +79,14 @@ class LocalApi:
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
         }), content_type="application/json")
+
+    async def notices(self, request: web.Request) -> web.Response:
+        """What HQ sent this clinic (confirmations, reminders, consultation updates, ...), newest first."""
+        kinds = tuple(k for k in request.query.get("kind", "").split(",") if k) or None
+        stored = await self.gateway.inbox.recent(limit=100, kinds=kinds)
+        return web.json_response({"notices": [
+            {"id": n.id, "kind": n.kind, "body": n.body, "hq_ms": n.hq_ms, "received_ms": n.received_ms,
+             "outcome": n.outcome, "detail": n.detail} for n in stored]})
 
     async def metrics(self, request: web.Request) -> web.Response:
         gw = self.gateway
@@ -100,6 +110,9 @@ class LocalApi:
                           "Entries HQ confirmed, kept for a replay after an HQ restore.", gw.outbox.retained),
             Family.single("gateway_outbox_replayed_total", "counter",
                           "Confirmed entries sent again at HQ's request.", gw.outbox.replayed_total),
+            Family.single("gateway_outbox_demoted_total", "counter",
+                          "Live vitals moved to the backlog lane after outliving the live window.",
+                          gw.outbox.demoted_total),
             Family.single("gateway_uplink_batches_sent_total", "counter", "Batches published.", s.batches_sent),
             Family.single("gateway_uplink_records_sent_total", "counter", "Records published (incl. resends).",
                           s.records_sent),
@@ -109,6 +122,10 @@ class LocalApi:
                           s.ack_timeouts),
             Family.single("gateway_uplink_drain_rate", "gauge", "Records confirmed per second (30 s window).",
                           gw.uplink.drain_rate_per_s()),
+            Family.single("gateway_inbox_received_total", "counter", "Notices from HQ stored (each once).",
+                          gw.inbox.received_total),
+            Family.single("gateway_inbox_rejected_total", "counter", "Notices from HQ the gateway could not apply.",
+                          gw.inbox.rejected_total),
             Family.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
                           1 if gw.link.is_connected else 0),
             Family.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",

@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway import tomlconfig
 from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
 from gateway.sdnotify import Health, Notifier, feed_watchdog, watchdog_interval_s
-from hq import db
+from hq import accounts, audit, db
 from hq.app import StartupError, create_app
 from hq.appkeys import FATAL, INGEST, LINK
 from hq.config import HqConfig
@@ -52,6 +52,26 @@ def _parser() -> argparse.ArgumentParser:
                               "instead of the latest copy")
     restore.add_argument("--force", action="store_true",
                          help="replace an existing database file (without it, an existing database is never touched)")
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date (HQ also does it at every start)")
+    migrate.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    user = sub.add_parser("user", help="console accounts: add, deactivate, list")
+    user.add_argument("action", choices=["add", "deactivate", "list"])
+    user.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    user.add_argument("--username")
+    user.add_argument("--role", choices=["admin", "coordinator", "department_head", "expert", "clinic_staff"])
+    user.add_argument("--display-name")
+    user.add_argument("--clinic", help="the clinic of a clinic_staff account")
+    user.add_argument("--password-file", type=Path,
+                      help="file holding the initial password (never on the command line); without it the account "
+                           "can only use API tokens")
+    token = sub.add_parser("token", help="API tokens: create one for a user (printed once)")
+    token.add_argument("action", choices=["create"])
+    token.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    token.add_argument("--username", required=True)
+    token.add_argument("--name", required=True, help="what the token is for, e.g. 'monitoring'")
+    audit_cmd = sub.add_parser("audit", help="the audit log: verify its hash chain")
+    audit_cmd.add_argument("action", choices=["verify"])
+    audit_cmd.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
     replicate = sub.add_parser(
         "replicate", help="replicate the SQLite database with Litestream in this process ([replication] mode = "
                           "\"external\")",
@@ -81,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return restore_database(config, force=args.force, timestamp=args.timestamp)
     if args.command == "replicate":
         return replicate_database(config, args.log_level)
+    if args.command in ("migrate", "user", "token", "audit"):
+        return admin_command(config, args)
     if args.check_config:
         print(f"{args.config}: configuration is valid")
         return 0
@@ -167,6 +189,66 @@ def restore_database(config: HqConfig, *, force: bool = False, timestamp: dateti
     print("when HQ next starts, it asks every gateway to send again what it holds after HQ's restored "
           "watermark (gateways keep confirmed entries for outbox.retain_sent_h)")
     return 0
+
+
+def admin_command(config: HqConfig, args: argparse.Namespace) -> int:
+    """`migrate`, `user`, `token`, `audit verify`: one-shot work on the database, errors as one line."""
+    engine = db.create_engine_for(db.database_url(config.database.url, config.database.password_file))
+    try:
+        db.upgrade_schema(engine)
+        if args.command == "migrate":
+            print(f"database schema at revision {db.current_revision(engine)}")
+            return 0
+        if args.command == "audit":
+            verdict = audit.verify(engine)
+            print(verdict)
+            return 0 if verdict.ok else 1
+        if args.command == "token":
+            with engine.begin() as conn:
+                user = accounts.user_by_name(conn, args.username)
+                if user is None or not user["active"]:
+                    print(f"clinic-hq: token: no active user {args.username!r}", file=sys.stderr)
+                    return 1
+                token = accounts.create_api_token(conn, user["id"], args.name)
+                audit.record(conn, "cli", "token.create", "user", user["id"], detail={"name": args.name})
+            print(token)
+            return 0
+        return user_command(engine, args)
+    except (accounts.AccountError, OSError) as exc:
+        print(f"clinic-hq: {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (sa.exc.SQLAlchemyError, db.SchemaError) as exc:
+        print(f"clinic-hq: {args.command}: database: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
+def user_command(engine: sa.Engine, args: argparse.Namespace) -> int:
+    with engine.begin() as conn:
+        if args.action == "list":
+            for u in accounts.list_users(conn):
+                print(f"{u['username']}\t{u['role']}\t{u['clinic_id'] or '-'}\t{'active' if u['active'] else 'off'}")
+            return 0
+        if not args.username:
+            raise accounts.AccountError("--username is required")
+        if args.action == "deactivate":
+            user = accounts.user_by_name(conn, args.username)
+            if user is None:
+                raise accounts.AccountError(f"no user {args.username!r}")
+            ended = accounts.deactivate_user(conn, user["id"])
+            audit.record(conn, "cli", "user.deactivate", "user", user["id"], detail={"sessions_ended": ended})
+            print(f"deactivated {args.username}; {ended} sessions ended")
+            return 0
+        if not args.role:
+            raise accounts.AccountError("--role is required")
+        password = args.password_file.read_text(encoding="utf-8").strip() if args.password_file else None
+        user_id = accounts.create_user(conn, args.username, args.role, display_name=args.display_name,
+                                       password=password, clinic_id=args.clinic)
+        audit.record(conn, "cli", "user.create", "user", user_id, detail={"username": args.username,
+                                                                           "role": args.role})
+        print(f"created {args.role} {args.username} (id {user_id})")
+        return 0
 
 
 async def serve(config: HqConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None) -> str | None:

@@ -19,10 +19,12 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, ReplicationMode, Replicator
-from hq import api, db, observability, replay
-from hq.appkeys import CONFIG, ENGINE, FATAL, HUB, INGEST, LINK, SOCKETS
+from hq import api, auth, db, observability, openapi, replay
+from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import pages, websocket
+from hq.console import admin, pages, websocket
+from hq.downlink import Downlink, Receipts
+from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
 
@@ -38,7 +40,13 @@ def create_app(config: HqConfig) -> web.Application:
     app[CONFIG] = config
     app[HUB] = LiveHub(config.console.ws_queue_max)
     app[SOCKETS] = weakref.WeakSet()
+    app[EVENTS] = GatewayEvents()
+    app[RECEIPTS] = Receipts()
+    app[RECEIPTS].register(app[EVENTS])
+    app.add_routes(auth.routes)
+    app.add_routes(admin.routes)
     app.add_routes(api.routes)
+    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -94,11 +102,14 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
-    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest)
+    downlink = Downlink(app[ENGINE], link)
+    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest, events=app[EVENTS], on_gateway_online=downlink.wake)
     link.set_handlers(subscriptions=ingest.subscriptions, on_message=ingest.on_message)
     app[LINK] = link
     app[INGEST] = ingest
-    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest")]
+    app[DOWNLINK] = downlink
+    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest"),
+             asyncio.create_task(downlink.run(), name="hq-downlink")]
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     app[FATAL] = fatal
     for task in tasks:

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, make_url
-
-from hq import models
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,54 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any constant both HQ workers agree on: serialises their migrations when several start at once.
+PG_MIGRATION_LOCK = 0x6871_6D69
+
+
+class SchemaError(Exception):
+    """The database's schema cannot be brought up to date; the message says why and what to do."""
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade_schema(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the database to `revision` with the Alembic migrations in `hq/migrations`, in one transaction.
+
+    Safe to call at every start and from several HQ workers at once (PostgreSQL: an advisory lock).
+    """
+    config = alembic_config()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        tables = set(sa.inspect(conn).get_table_names())
+        if tables and "alembic_version" not in tables:
+            raise SchemaError(
+                f"the database holds tables ({', '.join(sorted(tables)[:5])}, ...) but no migration history "
+                "(alembic_version): it was made by a development build before migrations existed. "
+                "Point HQ at a new database; this one cannot be upgraded in place.")
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
 def create_schema(engine: sa.Engine) -> None:
-    """Create missing tables and indexes (Alembic migrations take this over later)."""
-    models.metadata.create_all(engine)
+    """The schema at its newest revision (see `upgrade_schema`)."""
+    upgrade_schema(engine)
 
 
 def ping(engine: sa.Engine) -> None:

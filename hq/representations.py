@@ -51,6 +51,12 @@ def backlog_summary(total: int, oldest_age_s: float | None, rate: float | None, 
     return " \u00b7 ".join(parts)
 
 
+def lane_summary(lane: str, count: int, oldest_age_s: float | None) -> str:
+    """One lane of a gateway's backlog for people: "vitals: 1,234 · oldest 2 min"."""
+    age = f" \u00b7 oldest {human_duration(oldest_age_s)}" if oldest_age_s is not None else ""
+    return f"{lane}: {count:,}{age}"
+
+
 def gateway_json(row: Mapping[str, Any]) -> dict[str, Any]:
     backlog = row.get("backlog_json") or {}
     reported = row.get("last_contact_ms")
@@ -65,7 +71,8 @@ def gateway_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "backlog": total,
         "backlog_by_lane": {
             lane: {"count": int(pair[0] or 0), "oldest": iso_from_ms(pair[1]),
-                   "oldest_age_s": backlog_age_s(pair[1], reported)}
+                   "oldest_age_s": backlog_age_s(pair[1], reported),
+                   "summary": lane_summary(lane, int(pair[0] or 0), backlog_age_s(pair[1], reported))}
             for lane, pair in backlog.items()
         },
         "drain_rate_per_s": rate,

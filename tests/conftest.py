@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,16 @@ def postgres_url(postgres_server: Postgres) -> Iterator[str]:
     yield postgres_server.url.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database URL, once for SQLite and once for PostgreSQL: tests that must hold on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hq.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hq.db'}"

@@ -104,6 +104,9 @@ def test_two_minute_blackhole_between_gateway_and_broker(stack: Stack) -> None:
     assert not connected(stack, spec)
     built_up = appended(stack, spec) - appended_at_cut
     waiting = backlog(stack, spec.gateway_id)
+    # Counted before the link returns: once it is back, the backlog can drain faster than it is sampled.
+    demoted = lane(stack, spec, "backlog")
+    demoted_total = outbox_counter(stack, spec, "demoted_total")
     up_during_cut = proxy.counters.bytes_up
 
     proxy.restore()
@@ -111,7 +114,6 @@ def test_two_minute_blackhole_between_gateway_and_broker(stack: Stack) -> None:
     # Fresh data first: the live lane catches up at once ...
     live_s = seconds_until(lambda: lane(stack, spec, "vitals") < 1000, 60, "live vitals caught up")
     # ... and the vitals the outage pushed out of the live window drain behind it, while the monitors go on.
-    demoted = lane(stack, spec, "backlog")
     behind_live_s = seconds_until(lambda: lane(stack, spec, "backlog") == 0, BACKLOG_BEHIND_LIVE_S,
                                   "backlog lane drained behind live traffic")
     stop_devices_and_drain(stack, spec)
@@ -124,7 +126,8 @@ def test_two_minute_blackhole_between_gateway_and_broker(stack: Stack) -> None:
     assert spec.keepalive_s - 1 <= noticed_s <= 2 * spec.keepalive_s + 3, noticed_s
     assert built_up > 20_000, "heavy ingest went on during the cut"  # 4 monitors x 20 msg/s x 2 min
     assert waiting >= built_up, (waiting, built_up)  # nothing written during the cut left the outbox
-    assert demoted > 0, "a 2-minute outage outlasts the 60 s live window"
+    # A 2-minute outage outlasts the 60 s live window: about half of what built up became backlog.
+    assert built_up // 4 < demoted <= demoted_total, (demoted, demoted_total, built_up)
     assert back_s <= RECONNECT_BOUND_S, back_s
     assert proxy.counters.bytes_up > up_during_cut
     assert result.dropped == 0

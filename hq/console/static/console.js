@@ -77,7 +77,8 @@
   }
 
   function showGap(item) {
-    const list = document.getElementById("gaps");
+    const card = document.querySelector(".gateway" + sel("data-gateway", item.gateway_id));
+    const list = page.view === "fleet" ? card && card.querySelector(".gaps") : document.getElementById("gaps");
     if (!list || !item.gap || (page.view === "patient" && item.patient_id !== page.patient_id)) return;
     list.prepend(el("li", {class: "gap", "data-device": item.device_id}, item.gap.text));
     while (list.children.length > 50) list.lastChild.remove();
@@ -109,7 +110,7 @@
       const meta = el("div", {class: "meta"});
       meta.append("last contact ", el("time", {class: "last-contact"}), " \u00b7 backlog ",
                   el("span", {class: "backlog"}), " \u00b7 ", el("span", {class: "software"}));
-      card.append(head, meta, el("ul", {class: "devices"}));
+      card.append(head, meta, el("ul", {class: "lanes"}), el("ul", {class: "devices"}), el("ul", {class: "gaps"}));
       clinicSection(gw.clinic_id).querySelector(".gateways").append(card);
     }
     const badge = card.querySelector(".badge");
@@ -120,6 +121,9 @@
     backlog.textContent = gw.backlog_summary;
     backlog.dataset.count = String(gw.backlog);
     card.querySelector(".software").textContent = gw.software || "";
+    card.querySelector(".lanes").replaceChildren(...Object.entries(gw.backlog_by_lane)
+      .filter(function (entry) { return entry[1].count > 0; })
+      .map(function (entry) { return el("li", {"data-lane": entry[0]}, entry[1].summary); }));
     const list = card.querySelector(".devices");
     list.replaceChildren(...gw.devices.map(function (d) {
       const li = el("li", {class: "device state-" + d.state, "data-device": d.device_id}, d.device_id + " ");

@@ -8,17 +8,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from gateway import tomlconfig, wire
 from gateway.mqttlink import LinkSettings, Message, MqttLink
 from hq.app import create_app
 from hq.config import HqConfig
+from tests.support import accounts
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 
@@ -26,6 +25,8 @@ from tests.support.ports import free_port
 def hq_config(broker: Mosquitto, db_url: str, extra: str = "") -> HqConfig:
     text = (f'[database]\nurl = "{db_url}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
             f'[http]\nport = {free_port()}\n{extra}')
+    if "[auth]" not in extra:
+        text += "\n[auth]\nsecure_cookies = false\n"
     return tomlconfig.loads(text, HqConfig, "test.toml")
 
 
@@ -33,10 +34,19 @@ def hq_config(broker: Mosquitto, db_url: str, extra: str = "") -> HqConfig:
 class RunningHq:
     app: web.Application
     url: str
-    http: aiohttp.ClientSession
+    http: aiohttp.ClientSession  # sends the admin's API token
+    db_url: str
+    admin_token: str
 
-    async def get_json(self, path: str, status: int = 200) -> Any:
-        async with self.http.get(self.url + path) as resp:
+    async def get_json(self, path: str, status: int = 200, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with self.http.get(self.url + path, headers=headers) as resp:
+            assert resp.status == status, await resp.text()
+            return await resp.json()
+
+    async def send_json(self, method: str, path: str, body: Any, status: int = 200, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with self.http.request(method, self.url + path, json=body, headers=headers) as resp:
             assert resp.status == status, await resp.text()
             return await resp.json()
 
@@ -52,8 +62,9 @@ async def running_hq(config: HqConfig) -> AsyncIterator[RunningHq]:
 
     try:
         await app[LINK].wait_connected(10)
-        async with aiohttp.ClientSession() as http:
-            yield RunningHq(app, f"http://127.0.0.1:{config.http.port}", http)
+        token = await asyncio.to_thread(accounts.user_with_token, config.database.url, "admin", "admin")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            yield RunningHq(app, f"http://127.0.0.1:{config.http.port}", http, config.database.url, token)
     finally:
         await runner.cleanup()
 
@@ -115,15 +126,3 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hq.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'hq.db'}"

@@ -13,7 +13,7 @@ def test_gateway_json() -> None:
     out = gateway_json(row)
     assert out["status"] == "online" and out["last_contact"] == "1970-01-01T00:00:01.000Z"
     assert out["backlog_by_lane"] == {"vitals": {"count": 3, "oldest": "1970-01-01T00:00:00.500Z",
-                                                 "oldest_age_s": 0.5}}
+                                                 "oldest_age_s": 0.5, "summary": "vitals: 3 \u00b7 oldest 0 s"}}
     assert out["drain_rate_per_s"] is None and out["drain_eta_s"] is None  # waiting, nothing draining
     draining = gateway_json({**row, "drain_rate_per_s": 1.5})
     assert draining["drain_eta_s"] == 2.0

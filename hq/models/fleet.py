@@ -1,17 +1,13 @@
-"""HQ's database schema as SQLAlchemy Core tables: clinics, gateways and the observations they send.
+"""The fleet's tables: clinics, gateways, the observations they send, and facts about the database itself.
 
-Only the schema: reads and writes live in `hq.store` and `hq.queries`; Alembic migrations will import `metadata`.
+Only the schema: reads and writes live in `hq.store` and `hq.queries`; migration 0001 creates these tables.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
-
-# SQLite only autoincrements an INTEGER PRIMARY KEY, so BIGINT becomes INTEGER there (both are 64-bit).
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Millis = sa.BigInteger()
+from hq.models.types import Millis, metadata
 
 clinics = sa.Table(
     "clinics",
@@ -51,9 +47,10 @@ hq_meta = sa.Table(
 observations = sa.Table(
     "observations",
     metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("gateway_id", sa.String(64), nullable=False),
-    sa.Column("seq", sa.BigInteger, nullable=False),
+    # (gateway_id, seq) is the key: what makes redelivery harmless. No surrogate id: on PostgreSQL it cost a
+    # sequence and one more index per reading.
+    sa.Column("gateway_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("clinic_id", sa.String(64), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("metric", sa.String(80), nullable=False),
@@ -65,8 +62,6 @@ observations = sa.Table(
     sa.Column("patient_id", sa.String(80)),
     sa.Column("device_id", sa.String(80), nullable=False),
     sa.Column("extra", sa.JSON(none_as_null=True)),
-    sa.UniqueConstraint("gateway_id", "seq", name="uq_observations_gateway_seq"),
     sa.Index("ix_observations_patient_metric_time", "patient_id", "metric", "time_ms"),
     sa.Index("ix_observations_gateway_time", "gateway_id", "time_ms"),
-    sa.Index("ix_observations_metric_time", "metric", "time_ms"),
 )

@@ -1,0 +1,66 @@
+"""HQ's database schema as SQLAlchemy Core tables, one module per domain, all in one `metadata`.
+
+Only the schema: reads and writes live in the domain modules; `hq/migrations` creates and evolves it
+(a test checks that the migrations produce exactly these tables).
+"""
+
+from hq.models.accounts import api_tokens, login_failures, sessions, users
+from hq.models.audit import audit_head, audit_log
+from hq.models.consultations import (
+    advice_items,
+    consultation_attachments,
+    consultation_messages,
+    consultations,
+    dispatch_offers,
+    reports,
+)
+from hq.models.downlink import downlink_messages
+from hq.models.experts import (
+    department_heads,
+    department_synonyms,
+    departments,
+    expert_credentials,
+    expert_tags,
+    experts,
+)
+from hq.models.fleet import clinics, gateways, hq_meta, observations
+from hq.models.records import imaging, patient_identifiers, patient_merges, patients, visits
+from hq.models.scheduling import appointments, availability_exceptions, availability_rules, slot_claims
+from hq.models.types import BigId, Millis, metadata
+
+__all__ = [
+    "BigId",
+    "Millis",
+    "advice_items",
+    "api_tokens",
+    "appointments",
+    "audit_head", "audit_log",
+    "availability_exceptions",
+    "availability_rules",
+    "clinics",
+    "consultation_attachments",
+    "consultation_messages",
+    "consultations",
+    "department_heads",
+    "department_synonyms",
+    "departments",
+    "dispatch_offers",
+    "downlink_messages",
+    "expert_credentials",
+    "expert_tags",
+    "experts",
+    "gateways",
+    "hq_meta",
+    "imaging",
+    "login_failures",
+    "metadata",
+    "observations",
+    "patient_identifiers",
+    "patient_merges",
+    "patients",
+    "reports",
+    "sessions",
+    "slot_claims",
+    "users",
+    "visits",
+]
