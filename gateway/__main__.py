@@ -1,6 +1,8 @@
 """Command line of the gateway service: `python -m gateway --config gateway.toml [--check-config]`,
 `python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica, and
-`python -m gateway enrol --config gateway.toml --token-file FILE` to join the fleet.
+`python -m gateway replicate --config gateway.toml` to run Litestream outside the service ([replication] mode
+= "external", the clinic-gateway-litestream unit), and `python -m gateway enrol --config gateway.toml
+--token-file FILE` to join the fleet.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from gateway import app, enrolment, remote_config
 from gateway.config import GatewayConfig
 from gateway.outbox import OutboxError, skip_seqs_after_restore
-from gateway.replication import ReplicationError, restore
+from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
+from gateway.sdnotify import Notifier
 from gateway.tomlconfig import ConfigError, load, markdown_reference
 
 log = logging.getLogger("gateway")
@@ -27,8 +30,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m gateway", description="Clinic edge gateway service.",
         epilog="python -m gateway restore --config PATH [--force] restores the outbox from its Litestream "
-               "replica (see python -m gateway restore -h); python -m gateway enrol --config PATH --token-file "
-               "FILE enrols the gateway with HQ (see python -m gateway enrol -h).")
+               "replica (see python -m gateway restore -h); python -m gateway replicate --config PATH runs "
+               "Litestream for the outbox in a process of its own (see python -m gateway replicate -h); python -m "
+               "gateway enrol --config PATH --token-file FILE enrols the gateway with HQ (see python -m gateway "
+               "enrol -h).")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="TOML configuration file (default: %(default)s)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -49,6 +54,18 @@ def parse_restore_args(argv: list[str]) -> argparse.Namespace:
                    help="the gateway's TOML configuration file (default: %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing outbox file (without it, an existing outbox is never touched)")
+    return p.parse_args(argv)
+
+
+def parse_replicate_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway replicate",
+        description="Replicate the outbox with Litestream in this process, until SIGTERM, for a gateway whose "
+                    "[replication] mode is \"external\" (its own systemd unit, clinic-gateway-litestream). "
+                    "Waits for the gateway to create the outbox; a clean stop ships the last commits.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="the gateway's TOML configuration file (default: %(default)s)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p.parse_args(argv)
 
 
@@ -108,12 +125,40 @@ def enrol_main(argv: list[str]) -> int:
     return 0
 
 
-async def _serve(loaded: remote_config.Loaded) -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.run(loaded.config, stop, loaded)
+    return stop
+
+
+async def _serve(loaded: remote_config.Loaded) -> None:
+    await app.run(loaded.config, _stop_on_signals(), Notifier.from_environment(), loaded)
+
+
+async def _replicate(config: GatewayConfig) -> None:
+    await replicate_until_stopped(config.outbox_path, config.replication, _stop_on_signals(),
+                                  Notifier.from_environment())
+
+
+def replicate_main(argv: list[str]) -> int:
+    args = parse_replicate_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = load_config(args.config)
+    if config is None:
+        return 2
+    problem = external_replication_problem(config.replication)
+    if problem:
+        print(f"gateway: replicate: {args.config}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_replicate(config))
+    except ReplicationError as exc:
+        print(f"gateway: replicate: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def restore_main(argv: list[str]) -> int:
@@ -144,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["replicate"]:
+        return replicate_main(argv[1:])
     if argv[:1] == ["enrol"]:
         return enrol_main(argv[1:])
     args = parse_args(argv)
