@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from hq import ca
-from tests.support.mosquitto import ClientIdentity, probe_connect
+from tests.support.mosquitto import DisconnectWatch, probe_connect
 from tests.support.ports import eventually, free_port
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
 
@@ -125,7 +125,7 @@ def test_a_revoked_gateway_is_dropped_and_refused_at_once(stack: Stack) -> None:
                what="both gateways' readings at HQ")
     doomed = stack.gateway_tls_paths("gw-doomed")
     # A second client with the doomed gateway's certificate: it sees the kick the moment the broker does it.
-    watcher = Watcher(stack, doomed)
+    watcher = DisconnectWatch(stack.broker, doomed)
     try:
         started = time.monotonic()
         outcome = stack.hq_post("/api/v1/gateways/gw-doomed/revoke", {"reason": "stolen"})
@@ -152,43 +152,6 @@ def test_a_revoked_gateway_is_dropped_and_refused_at_once(stack: Stack) -> None:
     status = stack.gateway_status("gw-doomed")
     assert status["connected"] is False  # its reconnects fail in the handshake
 
-
-class Watcher:
-    """A paho client with a gateway's identity (another client id): its own disconnect marks the kick."""
-
-    def __init__(self, stack: Stack, identity: ClientIdentity) -> None:
-        import ssl
-        import threading
-
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-        self._dropped = threading.Event()
-        self.dropped_at = 0.0
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="revocation-watcher",
-                                  protocol=MQTTProtocolVersion.MQTTv5)
-        ctx = ssl.create_default_context(cafile=str(identity.ca_file))
-        ctx.load_cert_chain(str(identity.cert_file), str(identity.key_file))
-        self.client.tls_set_context(ctx)
-        connected = threading.Event()
-        self.client.on_connect = lambda *_: connected.set()
-        self.client.on_disconnect = self._on_disconnect
-        self.client.connect(stack.broker.host, stack.broker.port, keepalive=30)
-        self.client.loop_start()
-        assert connected.wait(10), "the watcher could not connect"
-
-    def _on_disconnect(self, *_: object) -> None:
-        if not self._dropped.is_set():
-            self.dropped_at = time.monotonic()
-            self._dropped.set()
-
-    def wait_disconnect(self, timeout_s: float) -> float:
-        assert self._dropped.wait(timeout_s), "the revoked identity's connection was not dropped"
-        return self.dropped_at
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_a_gateway_with_another_cas_certificate_never_gets_in(stack: Stack, tmp_path: Path) -> None:

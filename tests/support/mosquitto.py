@@ -249,3 +249,42 @@ def probe_connect(broker: Mosquitto, identity: ClientIdentity | None, *, ca_file
     if answer[0] != 0x20:
         return f"refused: unexpected packet {answer!r}"
     return "connected" if answer[3] == 0 else f"refused: CONNACK reason code {answer[3]}"
+
+
+class DisconnectWatch:
+    """A paho client connected with `identity` (its own client id): the moment the broker drops it marks a
+    revocation's kick, which hits every connection of that identity."""
+
+    def __init__(self, broker: Mosquitto, identity: ClientIdentity, client_id: str = "revocation-watch") -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self._dropped = threading.Event()
+        self.dropped_at = 0.0
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        ctx = ssl.create_default_context(cafile=str(identity.ca_file))
+        ctx.load_cert_chain(str(identity.cert_file), str(identity.key_file))
+        self.client.tls_set_context(ctx)
+        connected = threading.Event()
+        self.client.on_connect = lambda *_: connected.set()
+        self.client.on_disconnect = self._on_disconnect
+        self.client.connect(broker.host, broker.port, keepalive=30)
+        self.client.loop_start()
+        if not connected.wait(10):
+            raise TimeoutError(f"{identity.cert_file} could not connect to the broker")
+
+    def _on_disconnect(self, *_: object) -> None:
+        if not self._dropped.is_set():
+            self.dropped_at = time.monotonic()
+            self._dropped.set()
+
+    def wait_disconnect(self, timeout_s: float) -> float:
+        """When the connection was dropped (time.monotonic)."""
+        if not self._dropped.wait(timeout_s):
+            raise AssertionError("the connection was not dropped")
+        return self.dropped_at
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
