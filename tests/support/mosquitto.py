@@ -20,7 +20,14 @@ from pathlib import Path
 
 from tests.support.ports import free_port, wait_port
 
-DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+def _dynsec_plugin() -> Path:
+    """Debian's mosquitto package installs the plugin in the architecture's library directory."""
+    found = sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))
+    return found[0] if found else Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+
+DYNSEC_PLUGIN = _dynsec_plugin()
 HQ_ADMIN_ROLE = "hq-broker-admin"
 
 
