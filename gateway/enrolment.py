@@ -193,9 +193,10 @@ def enrol(config: GatewayConfig, token: str, *, renew: bool = False, now: dt.dat
     chain, authority = _certificates(doc, gateway_id, key)
     try:
         # The key first: a certificate on disk without its key would look enrolled and not work.
-        write_atomically(paths.key_file, key_pem(key), mode=0o600)
-        write_atomically(paths.cert_file, b"".join(certificate_pem(c) for c in chain))
-        write_atomically(paths.ca_file, certificate_pem(authority))
+        # A renewal keeps the files' owner and group (the Ansible role lets the gateway's group read them).
+        write_atomically(paths.key_file, key_pem(key), mode=0o600, like_existing=True)
+        write_atomically(paths.cert_file, b"".join(certificate_pem(c) for c in chain), like_existing=True)
+        write_atomically(paths.ca_file, certificate_pem(authority), like_existing=True)
     except OSError as exc:
         raise EnrolmentFailed(f"HQ issued the certificate but it could not be stored: {exc}; ask for a new token "
                               "and enrol again") from None

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 
 from hq import ca
-from tests.support.mosquitto import DisconnectWatch, probe_connect
+from tests.support.mosquitto import ClientIdentity, DisconnectWatch, probe_connect
 from tests.support.ports import eventually, free_port
 from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
 
@@ -66,6 +66,24 @@ def test_a_gateway_enrols_with_its_token_and_its_readings_reach_hq_over_mutual_t
     again = stack.enrol_gateway("gw-enrolled", "cgw1_spent-or-anything")
     assert again.returncode == 0 and "already enrolled" in again.stdout, again.stderr
     assert {p: p.read_bytes() for p in before} == before
+
+    # Renewal: enrolment again with a new token. HQ revokes the old certificate as superseded (the broker then
+    # refuses it), and the gateway carries on with the new one after a restart.
+    old_identity = ClientIdentity(paths.ca_file, stack.dir / "old.pem", stack.dir / "old.key")
+    old_identity.cert_file.write_bytes(before[paths.cert_file])
+    old_identity.key_file.write_bytes(before[paths.key_file])
+    renewed = stack.enrol_gateway("gw-enrolled", stack.create_enrolment_token("gw-enrolled", "clinic-e")["token"],
+                                  "--renew")
+    assert renewed.returncode == 0 and "enrolled" in renewed.stdout, renewed.stderr
+    new_cert = x509.load_pem_x509_certificate(paths.cert_file.read_bytes())
+    assert new_cert.serial_number != cert.serial_number
+    assert eventually(lambda: probe_connect(stack.broker, old_identity) != "connected", timeout_s=10,
+                      what="the superseded certificate refused")
+    stack.stop_process("gw-gw-enrolled")
+    stack.restart_gateway("gw-enrolled")
+    count = readings_at_hq(stack, "gw-enrolled")
+    eventually(lambda: readings_at_hq(stack, "gw-enrolled") > count + 5, what="readings with the new certificate")
+    assert gateway(stack, "gw-enrolled")["identity"]["serial"] == ca.serial_hex(new_cert.serial_number)
 
 
 def probe_gateway(stack: Stack, gateway_id: str) -> Path:
