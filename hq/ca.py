@@ -39,8 +39,12 @@ __all__ = ["build_csr", "certificate_pem", "common_name", "generate_key", "issue
 # Certificates of HQ's own MQTT clients (one per worker) have CNs with this prefix; the broker's ACL gives
 # them the whole fleet's topics, so no gateway id may start with it.
 HQ_IDENTITY_PREFIX = "hq-"
-# Certificates start this long before they are issued: a gateway whose clock is a little behind HQ's must
-# not see a certificate that is not valid yet.
+# Certificates start this long before they are issued: a mini-PC whose clock is behind (no battery-backed
+# clock, NTP not synced yet after a power cut) must not find the broker's certificate "not valid yet" and stay
+# offline. A day costs nothing: the certificate did not exist before it was issued.
+BACKDATE = dt.timedelta(days=1)
+# A CRL's thisUpdate starts this long before it is made (the broker's clock may be a little behind HQ's); kept
+# short, since each list must be newer than the last one (`crl_last_update`).
 CLOCK_SKEW = dt.timedelta(minutes=5)
 ACCEPTED_CURVES = ("secp256r1", "secp384r1")
 RSA_MIN_BITS, RSA_MAX_BITS = 2048, 8192
@@ -134,7 +138,7 @@ def new_authority(name: str, *, now: dt.datetime, validity_days: int) -> Authori
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=validity_days))
+        .not_valid_before(now - BACKDATE).not_valid_after(now + dt.timedelta(days=validity_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -162,7 +166,7 @@ def sign(ca: Authority, subject_cn: str, public_key: object, *, now: dt.datetime
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
         .issuer_name(ca.certificate.subject).public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW).not_valid_after(not_after)
+        .not_valid_before(now - BACKDATE).not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(key_encipherment=isinstance(public_key, rsa.RSAPublicKey)), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
