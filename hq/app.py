@@ -191,7 +191,7 @@ async def _keep_revocations(app: web.Application) -> None:
             last_crl_check = time.monotonic()
             try:
                 await asyncio.to_thread(_refresh_crl, engine, files, section.crl_days)
-            except (ca.CaError, sa.exc.SQLAlchemyError) as exc:
+            except (ca.CaError, OSError, sa.exc.SQLAlchemyError) as exc:
                 log.error("cannot renew the revocation list %s: %s", files.crl_path, exc)
         await asyncio.sleep(REVOKED_REFRESH_S)
 
