@@ -241,14 +241,20 @@ class CaFiles:
         self.crl_path = crl_path or directory / "crl.pem"
 
     def exists(self) -> bool:
-        return self.key_path.exists() or self.cert_path.exists()
+        try:
+            return self.key_path.exists() or self.cert_path.exists()
+        except OSError as exc:
+            raise CaError(f"cannot look into the CA directory {self.directory}: {exc.strerror or exc}") from exc
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive use of the CA directory (not re-entrant)."""
         # Several HQ workers on one host may start at once: one creates, the others load what it wrote.
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CaError(f"cannot use the CA directory {self.directory}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
