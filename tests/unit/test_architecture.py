@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 # What HQ may use of the gateway package: the wire contract and its transport, the config loader, the
 # Prometheus exposition and Litestream replication. Everything else in gateway/ is the clinic service's
 # own business.
-HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.mqttlink", "gateway.tomlconfig",
-                              "gateway.prometheus", "gateway.replication"}
+# gateway.consultation_wire is the consultation part of the wire contract (events and notices), pure like wire.
+HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.consultation_wire", "gateway.mqttlink",
+                              "gateway.tomlconfig", "gateway.prometheus", "gateway.replication"}
 
 
 def imports(path: Path) -> set[str]:
