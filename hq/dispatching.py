@@ -77,7 +77,7 @@ def load_today(conn: sa.Connection, expert_ids: Sequence[int], now: int) -> dict
     if not expert_ids:
         return {}
     e, c = experts_table, consultations
-    zones = dict(conn.execute(sa.select(e.c.id, e.c.time_zone).where(e.c.id.in_(expert_ids))).tuples().all())
+    zones = {int(i): str(z) for i, z in conn.execute(sa.select(e.c.id, e.c.time_zone).where(e.c.id.in_(expert_ids)))}
     since = now - int(timedelta(hours=36).total_seconds() * 1000)  # covers every zone's midnight
     counts: dict[int, int] = {}
     starts = {expert_id: day_start_ms(now, zone) for expert_id, zone in zones.items()}

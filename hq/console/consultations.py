@@ -63,9 +63,13 @@ async def _work(request: web.Request, work: Callable[[sa.Connection, AfterCommit
     return result
 
 
-def _visible(conn: sa.Connection, actor: Actor, public_id: str) -> dict[str, Any]:
+def _visible(conn: sa.Connection, actor: Actor, public_id: str, *, offered: bool = False) -> dict[str, Any]:
+    """The consultation, if the actor may see it; `offered`: also an expert whose offer has closed (an accept
+    that lost the race learns who won, not that the consultation vanished)."""
     row = consultations.get(conn, public_id)
-    if row is None or not consultations.may_see(conn, actor, row):
+    ever = (offered and row is not None and actor.expert_id is not None
+            and consultations.offered_to(conn, row["id"], actor.expert_id) is not None)
+    if row is None or not (ever or consultations.may_see(conn, actor, row)):
         raise _error(404, f"no consultation {public_id} (or not one of yours)")
     return row
 
@@ -223,14 +227,15 @@ async def api_create(request: web.Request) -> web.Response:
 Action = Callable[[sa.Connection, Actor, dict[str, Any], dict[str, Any], AfterCommit, int, Any], Any]
 
 
-async def _act(request: web.Request, action: Action, *roles: Role, with_body: bool = True) -> web.Response:
+async def _act(request: web.Request, action: Action, *roles: Role, with_body: bool = True,
+               offered: bool = False) -> web.Response:
     actor = await require(request, *roles)
     body = await _body(request) if with_body and request.can_read_body else {}
     pid = request.match_info["public_id"]
     config = _config(request)
 
     def work(conn: sa.Connection, effects: AfterCommit, now: int) -> Any:
-        row = _visible(conn, actor, pid)
+        row = _visible(conn, actor, pid, offered=offered)
         result = action(conn, actor, row, body, effects, now, config)
         return result if result is not None else summary(conn, consultations.get(conn, pid) or row, now)
 
@@ -251,14 +256,14 @@ def _summary_of(conn: sa.Connection, row: dict[str, Any], now: int) -> dict[str,
 async def api_accept(request: web.Request) -> web.Response:
     return await _act(request, lambda conn, actor, row, _b, fx, now, config: _summary_of(
         conn, dispatching.accept(conn, row, _expert_id(actor), config, fx, now, actor), now), Role.EXPERT,
-        with_body=False)
+        with_body=False, offered=True)
 
 
 @routes.post("/api/v1/consultations/{public_id}/decline")
 async def api_decline(request: web.Request) -> web.Response:
     return await _act(request, lambda conn, actor, row, _b, fx, now, config: _summary_of(
         conn, dispatching.decline(conn, row, _expert_id(actor), config, fx, now, actor), now), Role.EXPERT,
-        with_body=False)
+        with_body=False, offered=True)
 
 
 @routes.post("/api/v1/consultations/{public_id}/form")
