@@ -15,7 +15,9 @@ from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.certificate_watch import CertificateWatch
 from gateway.config import GatewayConfig
+from gateway.consultations import ClinicConsultations
 from gateway.inbox import Inbox
+from gateway.latest_readings import LatestReadings
 from gateway.local_api import LocalApi
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
@@ -41,6 +43,8 @@ class Gateway:
     link: MqttLink
     uplink: Uplink
     inbox: Inbox
+    readings: LatestReadings
+    consultations: ClinicConsultations
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     serial_sources: list[SerialSource] = field(default_factory=list)
     tcp_sources: list[TcpSource] = field(default_factory=list)
@@ -98,7 +102,11 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
         live_window_s=config.outbox.live_window_s, retain_sent_s=config.outbox.retain_sent_h * 3600,
     )
     inbox = Inbox(outbox, g.id)
-    gw = Gateway(config, outbox, link, uplink, inbox)
+    readings = LatestReadings()
+    consultations = ClinicConsultations(outbox, readings, lambda: link.is_connected)
+    consultations.register(inbox)
+    gw = Gateway(config, outbox, link, uplink, inbox, readings, consultations)
+    store = readings.recording(outbox.append)  # the staff screen attaches current vitals to an emergency
     if loaded is not None:
         gw.remote = RemoteConfig(loaded, gw.apply_settings)
         inbox.register(NOTICE_KIND, gw.remote.handle)
@@ -120,13 +128,13 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
         health = DeviceHealth(dev.device_id, str(dev.protocol), dev.port)
         gw.devices[dev.device_id] = health
         decoder = make_decoder(dev.protocol, dev.device_id, tz, acks=dev.send_acks)
-        session = DeviceSession(health, decoder, outbox.append, on_state, dev.patient_id)
+        session = DeviceSession(health, decoder, store, on_state, dev.patient_id)
         gw.serial_sources.append(SerialSource(dev.port, dev.baudrate, session,
                                               silent_after_s=dev.silent_after_s, send_replies=dev.send_acks))
     for listener in config.tcp:
         tz = ZoneInfo(listener.timezone) if listener.timezone else default_tz
         gw.tcp_sources.append(TcpSource(listener.host, listener.port, listener.device_id, listener.protocol, tz,
-                                        outbox.append, on_state, gw.devices))
+                                        store, on_state, gw.devices))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
     if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
@@ -163,6 +171,7 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier
         log.info("HQ-managed settings v%d in effect", loaded.managed.version)
     notifier = notifier or Notifier(None)
     await gw.outbox.open()
+    await gw.consultations.open()
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
              gw.outbox.next_seq)

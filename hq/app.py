@@ -40,8 +40,10 @@ from hq.appkeys import (
 )
 from hq.broker_control import DynsecControl, RevocationEnforcer
 from hq.config import HqConfig
-from hq.console import admin, gateway_admin, pages, websocket
+from hq.console import admin, consultations, gateway_admin, pages, websocket
+from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
+from hq.escalation import Escalator
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -64,15 +66,17 @@ def create_app(config: HqConfig) -> web.Application:
     app[EVENTS] = GatewayEvents()
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
+    ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
     app[RECEIPTS].on_receipt(gateway_settings.NOTICE_KIND, gateway_settings.on_receipt)
     app[CA_FILES] = ca.CaFiles(config.ca.dir, config.ca.crl_path)
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
+    app.add_routes(consultations.routes)
     app.add_routes(fleet_admin_api.routes)
     app.add_routes(gateway_admin.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **fleet_admin_api.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **fleet_admin_api.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -80,6 +84,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
+    app.cleanup_ctx.append(_escalation)
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -166,6 +171,17 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _escalation(app: web.Application) -> AsyncIterator[None]:
+    """Dispatch rounds that time out escalate, overdue short forms are flagged (state in the database)."""
+    escalator = Escalator(app[ENGINE], app[CONFIG].consultations, app)
+    task = asyncio.create_task(escalator.run(), name="hq-escalation")
+    task.add_done_callback(functools.partial(_report_crash, app[FATAL]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _request_replays(engine: sa.Engine, link: MqttLink) -> None:

@@ -84,6 +84,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
     NavItem("/enrolment", "Enrol a gateway", frozenset({"coordinator"})),
+    NavItem("/consultations", "Consultations", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )
