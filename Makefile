@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime
+APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime coturn
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv system-deps test test-unit bench demo lint docs clean
@@ -28,12 +28,14 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@# Debian starts mosquitto and postgresql as services on install; tests run their own on free ports.
+	@# Debian starts mosquitto and postgresql as services on install; tests run their own on free ports
+	@# (coturn too: the call tests start their own TURN server).
 
 test: system-deps venv
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -57,7 +57,9 @@ def load_config(path: Path) -> GatewayConfig | None:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return None
-    for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files())):
+    cameras = [f for c in config.camera for f in c.secret_files()]
+    for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files()),
+                           ("camera", cameras)):
         missing = [p for p in files if not p.is_file()]
         if missing:
             print(f"gateway: {path}: file {missing[0]} (named in [{section}]) does not exist", file=sys.stderr)

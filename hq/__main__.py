@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except tomlconfig.ConfigError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files()]:
+    for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files(),
+                   *config.calls.secret_files()]:
         if secret is not None and not secret.is_file():
             print(f"clinic-hq: {args.config}: secret file {secret} does not exist", file=sys.stderr)
             return EXIT_CONFIG
