@@ -148,6 +148,14 @@ class RtspTransport(enum.StrEnum):
     UDP = "udp"
 
 
+def camera_kind(url: str) -> CameraKind:
+    if url.startswith(("rtsp://", "rtsps://")):
+        return CameraKind.RTSP
+    if url.startswith("/dev/"):
+        return CameraKind.V4L2
+    return CameraKind.FILE
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     id: str = field(metadata=_doc("Id of the camera, as shown at HQ and on the call screens (like a device id)."))
@@ -181,12 +189,7 @@ class CameraConfig:
 
     @property
     def kind(self) -> CameraKind:
-        url = self.url or "rtsp://"
-        if url.startswith(("rtsp://", "rtsps://")):
-            return CameraKind.RTSP
-        if url.startswith("/dev/"):
-            return CameraKind.V4L2
-        return CameraKind.FILE
+        return camera_kind(self.url or "rtsp://")
 
     @property
     def display_name(self) -> str:
@@ -305,4 +308,5 @@ class GatewayConfig:
         ids = [d.device_id for d in self.serial] + [t.device_id for t in self.tcp] + [c.id for c in self.camera]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"device and camera ids must be unique; repeated: {', '.join(dupes)}")
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(dupes)} "
+                             "(camera ids count as device ids)")

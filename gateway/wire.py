@@ -449,6 +449,7 @@ class SignalType(enum.StrEnum):
     CANDIDATE = "candidate"  # both ways: a trickled ICE candidate (null: end of candidates)
     BYE = "bye"  # both ways: the participant left / the gateway ended its session
     ERROR = "error"  # gateway -> HQ: the offer could not be answered (reason says why)
+    STATE = "state"  # gateway -> HQ: what the participant's slots show now, and whether the call is recorded
 
 
 class SlotRole(enum.StrEnum):
@@ -494,6 +495,24 @@ class Party:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotSource:
+    """What one of a participant's slots carries now, for its label on their screen."""
+
+    slot: str  # e.g. "camera-0", "clinic-audio", "party-video-1"
+    source: str | None  # a camera id, a participant's peer id; None: nothing (yet)
+    label: str  # "Room camera", "Dr Wang"
+    state: str | None = None  # a camera's state (ok, silent, disconnected) or a participant's connection
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    slots: tuple[SlotSource, ...]
+    recording: bool
+    consent: bool
+    note: str | None = None  # e.g. why the call is not recorded
+
+
+@dataclass(frozen=True, slots=True)
 class CallSignal:
     type: SignalType
     consultation_id: str  # the consultation's public id
@@ -506,6 +525,7 @@ class CallSignal:
     relay_only: bool = False  # offer: the gateway uses TURN relay candidates only
     party: Party | None = None  # offer
     reason: str | None = None  # bye, error
+    state: CallState | None = None  # state
 
 
 def encode_call_signal(signal: CallSignal) -> bytes:
@@ -528,7 +548,15 @@ def encode_call_signal(signal: CallSignal) -> bytes:
         doc["party"] = {"name": signal.party.name, "role": signal.party.role}
     if signal.reason is not None:
         doc["reason"] = signal.reason
+    if signal.state is not None:
+        doc["state"] = call_state_json(signal.state)
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def call_state_json(state: CallState) -> dict[str, Any]:
+    """The state as JSON (also what HQ hands the participant's browser)."""
+    return {"slots": [{"slot": s.slot, "source": s.source, "label": s.label, "state": s.state} for s in state.slots],
+            "recording": state.recording, "consent": state.consent, "note": state.note}
 
 
 def decode_call_signal(payload: bytes) -> CallSignal:
@@ -565,9 +593,25 @@ def decode_call_signal(payload: bytes) -> CallSignal:
     relay_only = doc.get("relay_only", False)
     if not isinstance(relay_only, bool):
         raise WireError("call signal field 'relay_only' must be true or false")
+    state = _decode_call_state(doc.get("state")) if kind is SignalType.STATE else None
     return CallSignal(kind, consultation, peer, _field(doc, "time_ms", int), sdp, slots, candidate,
                       _decode_ice_servers(doc.get("ice_servers", [])), relay_only, party,
-                      None if reason is None else reason[:500])
+                      None if reason is None else reason[:500], state)
+
+
+def _decode_call_state(raw: Any) -> CallState:
+    if not isinstance(raw, dict) or not isinstance(raw.get("slots"), list) or len(raw["slots"]) > MAX_SLOTS:
+        raise WireError("a call state needs 'state': {\"slots\": [...], \"recording\", \"consent\"}")
+    slots = []
+    for item in raw["slots"]:
+        if (not isinstance(item, dict) or not isinstance(item.get("slot"), str)
+                or not isinstance(item.get("label"), str)
+                or not all(item.get(k) is None or isinstance(item[k], str) for k in ("source", "state"))):
+            raise WireError(f"call state slot {item!r} must be {{\"slot\", \"source\", \"label\", \"state\"}}")
+        slots.append(SlotSource(item["slot"], item.get("source"), item["label"][:200], item.get("state")))
+    note = raw.get("note")
+    return CallState(tuple(slots), _field(raw, "recording", bool), _field(raw, "consent", bool),
+                     note if isinstance(note, str) else None)
 
 
 def _decode_slots(raw: Any) -> tuple[SlotRole, ...]:

@@ -8,6 +8,7 @@ cutting video is how audio keeps priority on a link that cannot carry both.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,10 @@ class TierPolicy:
     loss_high: float = 0.10  # above: the link is congested
     loss_severe: float = 0.25  # above: step down at once, without waiting for a second report
     loss_ok: float = 0.02  # below: the link is clean (a probe up may start)
-    bad_reports_to_step_down: int = 2
+    bad_reports_to_step_down: int = 2  # reports of loss above loss_high in a row
+    low_estimate_reports_to_step_down: int = 3  # reports of a receiver estimate below the tier's bitrate in a row
+    startup_grace_s: float = 10.0  # a receiver's estimator starts low and takes a while to measure the link
+    estimate_drop: float = 0.95  # a receiver estimate below this share of its recent peak has fallen
     probe_after_s: float = 10.0  # time in a lower tier with a clean link before trying the next one up
     probe_max_s: float = 120.0  # the wait doubles after each failed probe, up to this
     probe_grace_s: float = 5.0  # a receiver's estimate needs this long to catch up with a probe: loss alone judges
@@ -39,8 +43,8 @@ class TierPolicy:
 class TierController:
     """One viewer's tier, from its link reports. `update` returns the tier to send from now on.
 
-    Down: on severe loss at once, on loss or a receiver estimate (REMB) below the tier's bitrate for two
-    reports; to the best lower tier that fits what got through. Up: a probe one tier up after a clean wait
+    Down: on severe loss at once, on loss for two reports or a receiver estimate (REMB) below the tier's bitrate
+    for three; to the best lower tier that fits what got through. Up: a probe one tier up after a clean wait
     (doubling after each failed probe), or sooner when the receiver's estimate says the next tier fits.
     """
 
@@ -53,6 +57,9 @@ class TierController:
         self.tier = start
         self.estimate_kbps: float | None = None  # what the link carries, from the last report
         self._bad = 0
+        self._low_estimates = 0
+        self._recent_rembs: collections.deque[float] = collections.deque(maxlen=8)
+        self._started_s = now_s
         self._since_s = now_s  # when the current tier began
         self._probe_wait_s = self.policy.probe_after_s
         self._probing = False
@@ -62,18 +69,25 @@ class TierController:
         p = self.policy
         loss = report.loss_fraction or 0.0
         sent = tier_kbps.get(self.tier, 0.0)
-        remb = None if self._probing and now_s - self._since_s < p.probe_grace_s else report.remb_kbps
+        settling = (now_s - self._started_s < p.startup_grace_s
+                    or (self._probing and now_s - self._since_s < p.probe_grace_s))
+        remb = None if settling else report.remb_kbps
         got_through = sent * (1 - loss) if loss >= p.loss_high and sent > 0 else None
         known = [e for e in (got_through, remb) if e is not None]
         self.estimate_kbps = min(known) if known else None
         if loss >= p.loss_severe:
             return self._step_down(now_s, tier_kbps)
-        if loss >= p.loss_high or not self._fits(self.tier, tier_kbps, remb):
-            self._bad += 1
-            if self._bad >= p.bad_reports_to_step_down:
-                return self._step_down(now_s, tier_kbps)
+        self._bad = self._bad + 1 if loss >= p.loss_high else 0
+        # A receiver's estimator ramps up slowly from a low start: only an estimate that fell (it detected
+        # queueing on the link) says the link is short, not one still climbing towards what is sent.
+        fell = remb is not None and bool(self._recent_rembs) and remb < max(self._recent_rembs) * p.estimate_drop
+        if remb is not None:
+            self._recent_rembs.append(remb)
+        self._low_estimates = self._low_estimates + 1 if fell and not self._fits(self.tier, tier_kbps, remb) else 0
+        if self._bad >= p.bad_reports_to_step_down or self._low_estimates >= p.low_estimate_reports_to_step_down:
+            return self._step_down(now_s, tier_kbps)
+        if self._bad or self._low_estimates:
             return self.tier
-        self._bad = 0
         if self._probing and now_s - self._since_s >= p.probe_holds_s:
             self._probing = False
             self._probe_wait_s = p.probe_after_s
@@ -106,5 +120,5 @@ class TierController:
     def _switch(self, tier: str, now_s: float, *, probing: bool) -> None:
         self.tier = tier
         self._since_s = now_s
-        self._bad = 0
+        self._bad = self._low_estimates = 0
         self._probing = probing

@@ -50,6 +50,9 @@ def test_topics_stay_under_the_gateways_own_prefix() -> None:
     CallSignal(SignalType.CANDIDATE, "C-1", "p1", 8, candidate=None),
     CallSignal(SignalType.BYE, "C-1", "p1", 9, reason="left"),
     CallSignal(SignalType.ERROR, "C-1", "p1", 9, reason="too many parties"),
+    CallSignal(SignalType.STATE, "C-1", "p1", 10, state=wire.CallState(
+        (wire.SlotSource("camera-0", "room", "Room camera", "ok"), wire.SlotSource("party-video-0", None, "")),
+        recording=True, consent=True, note=None)),
 ])
 def test_call_signal_round_trip(signal: CallSignal) -> None:
     assert wire.decode_call_signal(wire.encode_call_signal(signal)) == signal
@@ -74,6 +77,8 @@ def _signal(**doc: object) -> bytes:
     (_signal(type="candidate"), "candidate"),
     (_signal(ice_servers=[{"urls": ["http://x"]}]), "urls"),
     (_signal(v=2), "version"),
+    (_signal(type="state"), "state"),
+    (_signal(type="state", state={"slots": [{"slot": 1}], "recording": True, "consent": True}), "slot"),
     (b"not json", "JSON"),
 ])
 def test_bad_call_signals_are_rejected_naming_the_field(payload: bytes, message: str) -> None:

@@ -13,6 +13,11 @@ def run(controller: TierController, reports: list[LinkReport], start_s: float = 
     return [controller.update(r, RATES, start_s + i * step_s) for i, r in enumerate(reports)]
 
 
+def settled(policy: TierPolicy | None = None) -> TierController:
+    """A controller past its start-up grace (receiver estimates count from then on)."""
+    return TierController(policy, now_s=-100)
+
+
 def test_a_clean_link_keeps_the_main_stream() -> None:
     c = TierController()
     assert set(run(c, [CLEAN] * 60)) == {"main"}
@@ -28,14 +33,23 @@ def test_severe_loss_steps_down_at_once_to_what_got_through() -> None:
     c = TierController()
     assert c.update(LinkReport(0.6), RATES, 0) == "low"  # 800 kbps got through: the low copy fits
     assert c.update(LinkReport(0.7), RATES, 1) == "off"  # 105 kbps of the low copy: voice only
-    c = TierController()
-    # A receiver estimate below the low copy's bitrate leaves no video tier that fits.
-    assert run(c, [LinkReport(0.0, remb_kbps=200)] * 2) == ["main", "off"]
+    c = settled()
+    # A receiver estimate that falls below the low copy's bitrate leaves no video tier that fits.
+    falling = [LinkReport(0.0, remb_kbps=k) for k in (3000, 250, 220, 200)]
+    assert run(c, falling) == ["main", "main", "main", "off"]
 
 
-def test_a_low_receiver_estimate_picks_the_low_copy() -> None:
-    c = TierController()
-    assert run(c, [LinkReport(0.0, remb_kbps=900)] * 2) == ["main", "low"]
+def test_a_falling_receiver_estimate_picks_the_low_copy() -> None:
+    c = settled()
+    falling = [LinkReport(0.0, remb_kbps=k) for k in (2600, 1000, 950, 900)]
+    assert run(c, falling) == ["main", "main", "main", "low"]
+
+
+def test_a_receiver_estimate_still_climbing_is_not_a_short_link() -> None:
+    c = TierController(TierPolicy(startup_grace_s=10))
+    assert set(run(c, [LinkReport(0.0, remb_kbps=300)] * 10)) == {"main"}  # the estimator starting up
+    climbing = [LinkReport(0.0, remb_kbps=300 * 1.08**i) for i in range(20)]
+    assert set(run(c, climbing, start_s=10)) == {"main"}
 
 
 def test_probing_goes_back_up_and_a_failed_probe_doubles_the_wait() -> None:
@@ -64,12 +78,12 @@ def test_a_probe_that_holds_resets_the_wait() -> None:
 
 def test_during_a_probe_only_loss_judges_the_new_tier() -> None:
     # Right after a probe up, a receiver estimate still reflects the low stream: it must not end the probe.
-    c = TierController(TierPolicy(probe_after_s=5, probe_grace_s=5))
-    run(c, [LinkReport(0.0, remb_kbps=500)] * 2)
-    assert c.tier == "low"
-    run(c, [LinkReport(0.0, remb_kbps=500)] * 5, start_s=2)  # probes at t=6
+    c = settled(TierPolicy(probe_after_s=5, probe_grace_s=5))
+    run(c, [LinkReport(0.0, remb_kbps=k) for k in (3000, 500, 480, 460)])
+    assert c.tier == "low"  # at t=3
+    run(c, [LinkReport(0.0, remb_kbps=450)] * 5, start_s=4)  # probes at t=8
     assert c.tier == "main"
-    assert run(c, [LinkReport(0.0, remb_kbps=600)] * 3, start_s=7) == ["main"] * 3
+    assert run(c, [LinkReport(0.0, remb_kbps=k) for k in (600, 580, 560, 540)], start_s=9) == ["main"] * 4
 
 
 def test_voice_only_recovers_to_video_when_the_link_clears() -> None:

@@ -1,0 +1,110 @@
+"""A call room on real WebRTC over loopback: an RTSP camera relayed without re-encoding to remote participants,
+their voices and pictures relayed to the clinic's screen and to each other, a participant re-dialling keeps
+their place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.capture import DeviceHealth
+from gateway.config import CameraConfig, MediaSection
+from gateway.media.camera import Camera
+from gateway.media.peer import ice_configuration
+from gateway.media.room import CallFull, CallRoom
+from gateway.wire import Party, SlotRole
+from tests.support.call_client import EXPERT_SLOTS, CallClient, loopback_ice
+from tests.support.rtsp_camera import RtspCamera, load_ts
+from tests.support.synthetic_camera import write_ts
+
+CLINIC_SLOTS = (SlotRole.CAMERA, SlotRole.SEND_AUDIO, SlotRole.PARTY_AUDIO, SlotRole.PARTY_VIDEO,
+                SlotRole.PARTY_AUDIO, SlotRole.PARTY_VIDEO, SlotRole.PARTY_AUDIO, SlotRole.PARTY_VIDEO)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ts(tmp_path_factory.mktemp("media") / "clip.ts", seconds=3)
+
+
+@contextlib.asynccontextmanager
+async def camera_room(clip: Path, media: MediaSection | None = None) -> AsyncIterator[tuple[CallRoom, Camera]]:
+    media = media or MediaSection()
+    async def on_state(_health: DeviceHealth, _detail: str) -> None:
+        return None
+    with loopback_ice():
+        async with RtspCamera(load_ts(clip)) as rtsp:
+            camera = Camera(CameraConfig(id="room", url=rtsp.url, label="Room camera"), media,
+                            DeviceHealth("room", "rtsp", rtsp.url), on_state)
+            task = asyncio.create_task(camera.run())
+            room = CallRoom("C-1", media, [camera])
+            control = asyncio.create_task(room.run())
+            try:
+                yield room, camera
+            finally:
+                control.cancel()
+                await room.close()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def joiner(room: CallRoom, peer_id: str, name: str, *, local: bool = False):  # type: ignore[no-untyped-def]
+    async def signal(sdp: str, slots: tuple[SlotRole, ...]) -> str:
+        return await room.join(peer_id, Party(name, "clinic_staff" if local else "expert"), slots, sdp, local=local,
+                               ice=ice_configuration((), relay_only=False))
+    return signal
+
+
+async def test_experts_see_the_camera_and_the_clinic_sees_and_hears_the_experts(clip: Path) -> None:
+    async with camera_room(clip) as (room, camera):
+        experts = [CallClient(EXPERT_SLOTS) for _ in range(3)]
+        clinic = CallClient(CLINIC_SLOTS, send_video=False)
+        try:
+            await clinic.join(joiner(room, "clinic-1", "Clinic screen", local=True))
+            for i, expert in enumerate(experts):
+                await expert.join(joiner(room, f"expert-{i}", f"Dr {i}"))
+            for expert in experts:
+                await expert.wait_frames("camera-0", 20)
+                await expert.wait_frames("clinic-audio", 50)  # the clinic screen's microphone
+                await expert.wait_frames("party-video-0", 5)  # another expert's camera
+                await expert.wait_frames("party-audio-0", 25)
+            for i in range(3):
+                await clinic.wait_frames(f"party-video-{i}", 10)
+                await clinic.wait_frames(f"party-audio-{i}", 25)
+            assert camera.main.viewers == 4  # the clinic screen has a camera slot too
+        finally:
+            for c in [clinic, *experts]:
+                await c.close()
+
+
+async def test_a_participant_who_redials_keeps_their_place_and_a_full_call_refuses_more(clip: Path) -> None:
+    async with camera_room(clip, MediaSection(max_remote_parties=2)) as (room, camera):
+        first, second, third = CallClient(EXPERT_SLOTS), CallClient(EXPERT_SLOTS), CallClient(EXPERT_SLOTS)
+        clinic = CallClient(CLINIC_SLOTS, send_video=False)
+        try:
+            await clinic.join(joiner(room, "clinic-1", "Clinic screen", local=True))
+            await first.join(joiner(room, "expert-a", "Dr A"))
+            await second.join(joiner(room, "expert-b", "Dr B"))
+            with pytest.raises(CallFull, match="2 remote participants"):
+                await third.join(joiner(room, "expert-c", "Dr C"))
+            assert third.pc is not None
+            await clinic.wait_frames("party-audio-0", 25)
+            # Dr A's network changes: a new connection under the same participant id, no re-join.
+            await first.join(joiner(room, "expert-a", "Dr A"))
+            assert first.connections == 2 and list(room.peers) == ["clinic-1", "expert-a", "expert-b"]
+            await first.wait_frames("camera-0", 15)
+            await clinic.wait_frames("party-audio-0", 25)  # Dr A is still in the clinic's first party slot
+            await clinic.wait_frames("party-video-1", 5)  # and Dr B in the second
+            state = room.state_for(room.peers["clinic-1"])
+            labels = {s.slot: s.label for s in state.slots}
+            assert labels["party-audio-0"] == "Dr A" and labels["party-video-1"] == "Dr B"
+            assert camera.main.viewers == 3
+            await room.leave("expert-b")
+            assert camera.main.viewers == 2 and list(room.peers) == ["clinic-1", "expert-a"]
+        finally:
+            for c in (clinic, first, second, third):
+                await c.close()
