@@ -1,4 +1,4 @@
-"""The gateway's composition root: wires capture, outbox, uplink and the local API, and runs them
+"""The gateway's composition root: wires capture, outbox, uplink, media and the local API, and runs them
 in one asyncio TaskGroup. The only place that builds components; none of them builds another.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo
@@ -15,7 +16,9 @@ from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.config import GatewayConfig
 from gateway.local_api import LocalApi
-from gateway.mqttlink import MqttLink, Will
+from gateway.media import local_pages
+from gateway.media.service import MediaService
+from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
 from gateway.replication import Replicator
 from gateway.uplink import Uplink
@@ -42,6 +45,7 @@ class Gateway:
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
     replicator: Replicator | None = None  # Litestream, when [replication] is enabled
+    media: MediaService | None = None  # cameras and calls, when [media] is enabled
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -75,7 +79,20 @@ def build(config: GatewayConfig) -> Gateway:
     )
     gw = Gateway(config, outbox, link, uplink)
     uplink.set_status_source(gw.status)
-    link.set_handlers(subscriptions=uplink.subscriptions, on_message=uplink.on_message,
+    subscriptions = list(uplink.subscriptions)
+    receivers: list[Callable[[Message], None]] = [uplink.on_message]
+    if config.media.enabled:
+        gw.media = MediaService(config, link, store=outbox.append, devices=gw.devices,
+                                on_device_change=uplink.status_changed)
+        subscriptions += gw.media.subscriptions
+        receivers.append(gw.media.on_message)
+
+    def on_message(message: Message) -> None:
+        # Each receiver looks only at its own topics.
+        for receive in receivers:
+            receive(message)
+
+    link.set_handlers(subscriptions=subscriptions, on_message=on_message,
                       on_connect=uplink.on_connect, on_disconnect=uplink.on_disconnect)
 
     def on_state(_health: DeviceHealth) -> None:
@@ -96,6 +113,8 @@ def build(config: GatewayConfig) -> Gateway:
                                         outbox.append, on_state, gw.devices))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
+        if gw.media is not None:
+            local_pages.register(gw.local_api.app, gw.media)
     if config.replication.enabled:
         gw.replicator = Replicator(config.outbox_path, config.replication)
     return gw
@@ -116,10 +135,14 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
             tasks = [tg.create_task(gw.link.run()), tg.create_task(gw.uplink.run())]
             tasks += [tg.create_task(s.run()) for s in gw.serial_sources]
             tasks += [tg.create_task(s.run()) for s in gw.tcp_sources]
+            if gw.media is not None:
+                tasks.append(tg.create_task(gw.media.run()))
             if gw.local_api is not None:
                 await gw.local_api.start()
             await stop.wait()
             log.info("gateway %s stopping", config.gateway.id)
+            if gw.media is not None:
+                await gw.media.close()  # ends the calls while HQ can still be told
             offline = wire.encode_status(await gw.status(wire.GatewayState.OFFLINE))
             await gw.link.close(final=[(wire.status_topic(config.gateway.id), offline, True)])
             for t in tasks:

@@ -292,6 +292,7 @@ class Camera:
                     return
                 raise CameraError(f"{shown} has no video the gateway can use")
             relay = self.main if main else self.low
+            relay.restart()
             if not spec.passthrough and self._encoder is None:
                 self._encoder = VideoEncoder(self.main, kbps=self.media.video_kbps)
             # Plain tasks, not a TaskGroup: the video pump's CameraError must reach `_keep_open` as it is.

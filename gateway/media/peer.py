@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aioice.ice
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -55,6 +56,17 @@ def ice_configuration(servers: tuple[IceServer, ...], *, relay_only: bool) -> RT
         iceServers=[RTCIceServer(list(s.urls), s.username, s.credential) for s in servers],
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
         bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+def restrict_host_addresses(addresses: list[str]) -> None:
+    """Offer only these local addresses as ICE host candidates, process-wide (aioice offers every address but
+    loopback): e.g. not a management network's, or only loopback in tests."""
+    wanted = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in wanted if (use_ipv6 if ":" in a else use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
 
 
 def media_kinds(sdp: str) -> list[str]:

@@ -102,6 +102,13 @@ class PacketRelay:
         for track in list(self._tracks):
             track._offer(self, packet, keyframe)
 
+    def restart(self) -> None:
+        """The source started over (a camera reconnected): what follows does not continue what came before,
+        so every viewer waits for the next keyframe."""
+        if self.keyframes:
+            for track in self._tracks:
+                track._resync(self)
+
     def want_keyframe(self) -> None:
         if self.on_keyframe_wanted is not None:
             self.on_keyframe_wanted()
@@ -159,6 +166,10 @@ class RelayedTrack(MediaStreamTrack):
             self._pending = relay  # the old source goes on until the new one has a keyframe
         relay._attach(self)
         relay.want_keyframe()
+
+    def _resync(self, relay: PacketRelay) -> None:
+        if relay is self._source:
+            self._waiting_keyframe = True
 
     def _drop_source(self) -> None:
         if self._source is not None:

@@ -90,6 +90,17 @@ async def test_switching_back_before_the_keyframe_calls_the_switch_off() -> None
     assert track.target is main and main.viewers == 1 and low.viewers == 0
 
 
+async def test_after_a_restart_viewers_wait_for_the_next_keyframe() -> None:
+    relay = PacketRelay("cam", "video")
+    track = relay.subscribe()
+    relay.push(packet(1), keyframe=True)
+    relay.push(packet(2), keyframe=False)
+    relay.restart()  # the camera reconnected: its next frames do not follow frame 2
+    relay.push(packet(3), keyframe=False)
+    relay.push(packet(4), keyframe=True)
+    assert await drain(track, 3) == [1, 2, 4]
+
+
 async def test_stop_ends_a_waiting_recv_and_detaches() -> None:
     relay = PacketRelay("cam", "video")
     track = relay.subscribe()

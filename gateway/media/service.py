@@ -1,0 +1,276 @@
+"""The gateway's media service: its cameras, one call room per consultation, the call signalling HQ relays over
+MQTT (offers in, answers out, candidates both ways), quality reports to HQ every few seconds, and the screens on
+the clinic's LAN (which signal over the local API instead).
+
+Signalling of one participant is handled in order (a candidate waits for its offer); participants are served
+independently. HQ decided who may join before relaying an offer; the gateway only bounds how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from gateway import wire
+from gateway.capture import DeviceHealth, state_event
+from gateway.config import CameraConfig, GatewayConfig
+from gateway.media.camera import Camera, redact
+from gateway.media.peer import OfferError, ice_configuration, restrict_host_addresses
+from gateway.media.room import CallFull, CallRoom
+from gateway.mqttlink import Message, MqttError, MqttLink
+from gateway.outbox import Entry, OutboxError
+from gateway.wire import CallSignal, Party, SignalType, SlotRole
+
+log = logging.getLogger(__name__)
+
+Store = Callable[[Sequence[Entry]], Awaitable[list[int]]]
+INBOX_IDLE_S = 120.0  # a participant's signalling worker ends after this long without messages
+STATE_DEBOUNCE_S = 0.3
+REAP_INTERVAL_S = 2.0
+LOCAL_PEER_PREFIX = "lan-"
+
+
+def clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MediaService:
+    def __init__(self, config: GatewayConfig, link: MqttLink, *, store: Store,
+                 devices: dict[str, DeviceHealth], on_device_change: Callable[[], None]) -> None:
+        self.config = config
+        self.media = config.media
+        self.gateway_id = config.gateway.id
+        self.link = link
+        self.store = store
+        self.devices = devices
+        self.on_device_change = on_device_change
+        self.cameras: list[Camera] = []  # shared with every room: a camera found later shows up in them too
+        self.rooms: dict[str, CallRoom] = {}
+        self.quality_sent = 0
+        self._inboxes: dict[tuple[str, str], asyncio.Queue[CallSignal]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room_tasks: dict[str, asyncio.Task[None]] = {}
+        self._state_due: set[str] = set()
+        self._camera_group: asyncio.TaskGroup | None = None
+        for camera_config in config.camera:
+            self.add_camera(Camera(camera_config, self.media, self.camera_health(camera_config), self._camera_state))
+        if self.media.ice_host_addresses:
+            restrict_host_addresses(self.media.ice_host_addresses)
+
+    # ---- cameras ---------------------------------------------------------------------------
+    def camera_health(self, camera: CameraConfig) -> DeviceHealth:
+        """A camera's entry among the gateway's devices (its state goes to HQ with theirs)."""
+        source = redact(camera.url) if camera.url else f"mdns:{camera.mdns_name}"
+        health = DeviceHealth(camera.id, str(camera.kind), source)
+        self.devices[camera.id] = health
+        return health
+
+    def add_camera(self, camera: Camera) -> None:
+        self.cameras.append(camera)
+        if self._camera_group is not None:
+            self._camera_group.create_task(camera.run())
+
+    async def _camera_state(self, health: DeviceHealth, detail: str) -> None:
+        # The same event a serial device's change of state makes: HQ shows it and can alert on it.
+        try:
+            await self.store([state_event(health, detail, clock_ms())])
+        except OutboxError as exc:
+            log.error("camera %s: state event not stored: %s", health.device_id, exc)
+        self.on_device_change()
+        for room in self.rooms.values():
+            self._room_changed(room)
+
+    # ---- MQTT ------------------------------------------------------------------------------
+    @property
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(wire.call_down_topic(self.gateway_id), 1)]
+
+    def on_message(self, message: Message) -> None:
+        if message.topic != wire.call_down_topic(self.gateway_id):
+            return
+        try:
+            signal = wire.decode_call_signal(message.payload)
+        except wire.WireError as exc:
+            log.error("ignoring malformed call signal: %s", exc)
+            return
+        if signal.type not in (SignalType.OFFER, SignalType.CANDIDATE, SignalType.BYE):
+            log.warning("ignoring call signal %s from HQ for %s: not one HQ sends", signal.type, signal.peer_id)
+            return
+        key = (signal.consultation_id, signal.peer_id)
+        inbox = self._inboxes.get(key)
+        if inbox is None:
+            inbox = self._inboxes[key] = asyncio.Queue()
+            self._spawn(self._serve_participant(key, inbox))
+        inbox.put_nowait(signal)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve_participant(self, key: tuple[str, str], inbox: asyncio.Queue[CallSignal]) -> None:
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(INBOX_IDLE_S):
+                        signal = await inbox.get()
+                except TimeoutError:
+                    return
+                try:
+                    await self._handle(signal)
+                except Exception:
+                    log.exception("call %s: handling %s of participant %s failed", signal.consultation_id,
+                                  signal.type, signal.peer_id)
+        finally:
+            self._inboxes.pop(key, None)
+
+    async def _handle(self, signal: CallSignal) -> None:
+        if signal.type is SignalType.OFFER:
+            assert signal.sdp is not None and signal.party is not None
+            room = self.room(signal.consultation_id)
+            try:
+                answer = await room.join(signal.peer_id, signal.party, signal.slots, signal.sdp, local=False,
+                                         ice=ice_configuration(signal.ice_servers, relay_only=signal.relay_only))
+            except (CallFull, OfferError) as exc:
+                log.warning("call %s: offer of %s refused: %s", signal.consultation_id, signal.peer_id, exc)
+                await self._publish(self._reply(signal, SignalType.ERROR, reason=str(exc)))
+                return
+            log.info("call %s: %s (%s) joined", signal.consultation_id, signal.peer_id, signal.party.role)
+            await self._publish(self._reply(signal, SignalType.ANSWER, sdp=answer))
+            self._room_changed(room)
+        elif signal.type is SignalType.CANDIDATE:
+            current = self.rooms.get(signal.consultation_id)
+            peer = current.peers.get(signal.peer_id) if current else None
+            if peer is None:
+                log.debug("call %s: candidate for %s, who is not connected", signal.consultation_id, signal.peer_id)
+                return
+            await peer.add_candidate(signal.candidate)
+        elif signal.type is SignalType.BYE:
+            current = self.rooms.get(signal.consultation_id)
+            if current is not None and await current.leave(signal.peer_id):
+                log.info("call %s: %s left (%s)", signal.consultation_id, signal.peer_id, signal.reason or "bye")
+                self._room_changed(current)
+
+    def _reply(self, signal: CallSignal, kind: SignalType, **fields: object) -> CallSignal:
+        return CallSignal(kind, signal.consultation_id, signal.peer_id, clock_ms(), **fields)  # type: ignore[arg-type]
+
+    async def _publish(self, signal: CallSignal) -> None:
+        try:
+            await self.link.publish(wire.call_up_topic(self.gateway_id), wire.encode_call_signal(signal), qos=1)
+        except MqttError as exc:
+            log.warning("call %s: %s for %s not sent to HQ: %s", signal.consultation_id, signal.type,
+                        signal.peer_id, exc)
+
+    # ---- rooms -----------------------------------------------------------------------------
+    def room(self, consultation_id: str) -> CallRoom:
+        room = self.rooms.get(consultation_id)
+        if room is None:
+            room = self.rooms[consultation_id] = CallRoom(consultation_id, self.media, self.cameras,
+                                                          on_change=self._room_changed)
+            self._room_tasks[consultation_id] = asyncio.create_task(room.run(), name=f"call-{consultation_id}")
+            log.info("call %s: started", consultation_id)
+        return room
+
+    def _room_changed(self, room: CallRoom) -> None:
+        if room.consultation_id not in self._state_due:
+            self._state_due.add(room.consultation_id)
+            asyncio.get_running_loop().call_later(STATE_DEBOUNCE_S, self._send_states, room.consultation_id)
+
+    def _send_states(self, consultation_id: str) -> None:
+        self._state_due.discard(consultation_id)
+        room = self.rooms.get(consultation_id)
+        if room is None:
+            return
+        for peer in room.remote_peers():
+            self._spawn(self._publish(CallSignal(SignalType.STATE, consultation_id, peer.peer_id, clock_ms(),
+                                                 state=room.state_for(peer))))
+
+    async def end_call(self, consultation_id: str) -> None:
+        room = self.rooms.pop(consultation_id, None)
+        task = self._room_tasks.pop(consultation_id, None)
+        if task is not None:
+            task.cancel()
+        if room is None:
+            return
+        for peer in room.remote_peers():
+            await self._publish(CallSignal(SignalType.BYE, consultation_id, peer.peer_id, clock_ms(),
+                                           reason="the call ended"))
+        await room.close()
+        log.info("call %s: ended", consultation_id)
+
+    async def _reap(self) -> None:
+        """End calls nobody is in, and calls whose remote participants all left `call_idle_s` ago."""
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            now = time.monotonic()
+            for consultation_id, room in list(self.rooms.items()):
+                had_remote = room.last_remote_s > room.started_s
+                if not room.peers or (had_remote and not room.has_remote()
+                                      and now - room.last_remote_s > self.media.call_idle_s):
+                    await self.end_call(consultation_id)
+
+    async def _report_quality(self) -> None:
+        interval = self.media.stats_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for room in list(self.rooms.values()):
+                if not room.peers:
+                    continue
+                quality = await room.quality(interval, clock_ms())
+                try:
+                    # QoS 0: a figure of the last seconds is worth nothing once newer ones exist.
+                    await self.link.publish(wire.callstats_topic(self.gateway_id), wire.encode_call_quality(quality),
+                                            qos=0)
+                    self.quality_sent += 1
+                except MqttError as exc:
+                    log.debug("call quality not sent: %s", exc)
+
+    async def set_consent(self, consultation_id: str, consent: bool) -> None:
+        """The clinic says whether the patient consents to recording this call."""
+        room = self.rooms.get(consultation_id)
+        if room is None:
+            return
+        room.consent = consent
+        log.info("call %s: consent to record %s", consultation_id, "given" if consent else "withdrawn")
+        self._room_changed(room)
+
+    # ---- screens on the clinic's LAN -------------------------------------------------------
+    async def join_local(self, consultation_id: str, peer_id: str | None, name: str, slots: tuple[SlotRole, ...],
+                         sdp: str) -> tuple[str, str]:
+        """A screen on the LAN offers (with its candidates gathered); returns (its peer id, the answer)."""
+        if peer_id is None or not peer_id.startswith(LOCAL_PEER_PREFIX):
+            peer_id = LOCAL_PEER_PREFIX + secrets.token_hex(6)
+        room = self.room(consultation_id)
+        answer = await room.join(peer_id, Party(name, "clinic_staff"), slots, sdp, local=True,
+                                 ice=ice_configuration((), relay_only=False))
+        self._room_changed(room)
+        return peer_id, answer
+
+    async def leave_local(self, consultation_id: str, peer_id: str) -> None:
+        room = self.rooms.get(consultation_id)
+        if room is not None and peer_id.startswith(LOCAL_PEER_PREFIX) and await room.leave(peer_id):
+            self._room_changed(room)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._camera_group = tg
+                for camera in self.cameras:
+                    tg.create_task(camera.run(), name=f"camera-{camera.id}")
+                tg.create_task(self._reap())
+                tg.create_task(self._report_quality())
+        finally:
+            self._camera_group = None
+            await self.close()
+
+    async def close(self) -> None:
+        for consultation_id in list(self.rooms):
+            with contextlib.suppress(Exception):
+                await self.end_call(consultation_id)
+        for task in list(self._tasks):
+            task.cancel()
