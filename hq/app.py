@@ -1,4 +1,5 @@
-"""The HQ composition root: `create_app(config)` wires the engine, MQTT link, ingest, live hub and routes.
+"""The HQ composition root: `create_app(config)` wires the engine, MQTT link, ingest, call relay, recordings,
+live hub and routes.
 
 Background work (the MQTT link, the ingest writer, the offline sweeper, Litestream) runs in `cleanup_ctx` tasks,
 so it starts and stops with the aiohttp application. `hq.__main__` runs the app.
@@ -17,10 +18,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
-from gateway.mqttlink import MqttLink
+from gateway.mqttlink import Message, MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, db, observability, replay
-from hq.appkeys import CONFIG, ENGINE, FATAL, HUB, INGEST, LINK, SOCKETS
+from hq import api, calls, db, observability, recordings, replay
+from hq.appkeys import CALLS, CONFIG, ENGINE, FATAL, HUB, INGEST, LINK, RECORDINGS, SOCKETS
 from hq.config import HqConfig
 from hq.console import pages, websocket
 from hq.ingest import Ingest
@@ -42,6 +43,8 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
+    app.add_routes(calls.routes)
+    app.add_routes(recordings.routes)
     app.router.add_static("/static/", pages.STATIC_DIR, name="static")
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
@@ -92,16 +95,31 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
     ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest)
-    link.set_handlers(subscriptions=ingest.subscriptions, on_message=ingest.on_message)
+    relay = calls.CallRelay(app[ENGINE], link, config.calls)
+    store = recordings.RecordingStore(app[ENGINE], link, config.recordings)
+
+    def on_message(message: Message) -> None:
+        # Each looks only at its own topics.
+        ingest.on_message(message)
+        relay.on_message(message)
+        store.on_message(message)
+
+    link.set_handlers(subscriptions=ingest.subscriptions + relay.subscriptions + store.subscriptions,
+                      on_message=on_message)
     app[LINK] = link
     app[INGEST] = ingest
+    app[CALLS] = relay
+    app[RECORDINGS] = store
     tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest")]
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     app[FATAL] = fatal
     for task in tasks:
         task.add_done_callback(functools.partial(_report_crash, fatal))
     tasks.append(asyncio.create_task(_request_replays(app[ENGINE], link), name="hq-replay"))
+    tasks.append(asyncio.create_task(relay.run(), name="hq-calls"))
     yield
+    await relay.close()
+    await store.close()
     await link.close()
     for task in tasks:
         task.cancel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -15,6 +16,10 @@ from gateway.mqttlink import MqttLink
 from hq.config import HqConfig
 from hq.ingest import Ingest
 from hq.live import LiveHub
+
+if TYPE_CHECKING:
+    from hq.calls import CallRelay
+    from hq.recordings import RecordingStore
 
 CONFIG = web.AppKey("config", HqConfig)
 ENGINE = web.AppKey("engine", sa.Engine)
@@ -25,3 +30,5 @@ SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("socket
 # Set when a background task (MQTT link, ingest) dies: the service stops with a failure exit status
 # so systemd restarts it, instead of serving pages while silently ingesting nothing.
 FATAL = web.AppKey("fatal", asyncio.Future[str])
+CALLS: web.AppKey[CallRelay] = web.AppKey("calls")
+RECORDINGS: web.AppKey[RecordingStore] = web.AppKey("recordings")

@@ -138,5 +138,68 @@ def openapi_document() -> dict[str, Any]:
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document",
                                              "responses": {"200": _ok({"type": "object"})}}},
+            **_media_paths(),
         },
+    }
+
+
+_RECORDING = {
+    "type": "object",
+    "properties": {
+        "recording_id": {"type": "string"}, "consultation": {"type": "string"}, "gateway_id": {"type": "string"},
+        "clinic_id": {"type": "string"},
+        "state": {"enum": ["uploading", "complete", "refused"],
+                  "description": "uploading: the gateway is sending it (received_bytes of size_bytes so far)"},
+        "started": _TIME, "ended": _TIME, "duration_s": {"type": "number"}, "size_bytes": {"type": "integer"},
+        "received_bytes": {"type": "integer"}, "sha256": {"type": "string"}, "mime": {"type": "string"},
+        "url": {"type": ["string", "null"], "description": "The MP4, once complete; every access is audited"},
+    },
+}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _media_paths() -> dict[str, Any]:
+    not_found = _ok(_ERROR, "There is no such consultation or recording")
+    figures = {k: {"type": ["number", "null"]} for k in ("rtt_ms", "loss_pct", "jitter_ms", "fps", "kbps")}
+    return {
+        "/api/v1/consultations/{public_id}/call": {"get": {
+            "summary": "A consultation's call: participants, the latest quality figures per stream, alerts",
+            "description": "Live updates come over the call page's WebSocket (/consultations/{public_id}/call/ws).",
+            "parameters": [_path_param("public_id")],
+            "responses": {"200": _ok({"type": "object", "properties": {
+                "consultation": {"type": "string"}, "gateway_id": {"type": ["string", "null"]},
+                "gateway_online": {"type": "boolean"},
+                "participants": {"type": "array", "items": {"type": "object", "properties": {
+                    "peer": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
+                    "joined": _TIME, "left": _TIME}}},
+                "quality": {"type": "array", "items": {"type": "object", "properties": {
+                    "peer": {"type": "string"}, "stream": {"type": "string"}, "kind": {"enum": ["audio", "video"]},
+                    "dir": {"enum": ["in", "out"], "description": "out: gateway to participant"}, "time": _TIME,
+                    "tier": {"type": ["string", "null"]}, **figures}}},
+                "alerts": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "peer": {"type": "string"}, "stream": {"type": "string"},
+                    "kind": {"enum": ["loss", "rtt", "jitter", "low_fps", "disconnected"]},
+                    "value": {"type": "number"}, "threshold": {"type": "number"}, "started": _TIME,
+                    "ended": _TIME}}}}}), "404": not_found},
+        }},
+        "/api/v1/consultations/{public_id}/recordings": {"get": {
+            "summary": "A consultation's recordings, oldest first",
+            "parameters": [_path_param("public_id")],
+            "responses": {"200": _ok({"type": "object", "properties": {
+                "consultation": {"type": "string"}, "recordings": {"type": "array", "items": _RECORDING}}})},
+        }},
+        "/api/v1/recordings/{recording_id}": {"get": {
+            "summary": "One recording's metadata", "parameters": [_path_param("recording_id")],
+            "responses": {"200": _ok(_RECORDING), "404": not_found},
+        }},
+        "/api/v1/recordings/{recording_id}/media": {"get": {
+            "summary": "The recording (MP4; range requests for seeking). Every access is written to the audit log.",
+            "parameters": [_path_param("recording_id")],
+            "responses": {"200": {"description": "The MP4", "content": {"video/mp4": {}}},
+                          "206": {"description": "The requested range", "content": {"video/mp4": {}}},
+                          "404": not_found, "410": _ok(_ERROR, "The recording's file is missing at HQ")},
+        }},
     }

@@ -27,7 +27,7 @@ GAPS_SHOWN = 5  # per gateway on the fleet page
 routes = web.RouteTableDef()
 
 
-def _html(text: str) -> web.Response:
+def html_response(text: str) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8",
                         headers={"Content-Security-Policy": "default-src 'self'; style-src 'self'; "
                                  "script-src 'self'; connect-src 'self'", "Cache-Control": "no-store"})
@@ -55,7 +55,7 @@ def _fleet_data(engine: sa.Engine, since_ms: int) -> FleetData:
 async def fleet(request: web.Request) -> web.Response:
     since_ms = now_ms() - request.app[CONFIG].console.recent_patients_s * 1000
     clinics, gateways, patients, gaps = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms)
-    return _html(html.fleet_page(clinics, gateways, patients, gaps))
+    return html_response(html.fleet_page(clinics, gateways, patients, gaps))
 
 
 def _patient_data(
@@ -75,4 +75,4 @@ async def patient(request: web.Request) -> web.Response:
     vitals, alarms, gaps = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id)
     since = iso_from_ms(now_ms() - request.app[CONFIG].console.trend_window_s * 1000)
     assert since is not None
-    return _html(html.patient_page(patient_id, vitals, alarms, since, gaps))
+    return html_response(html.patient_page(patient_id, vitals, alarms, since, gaps))

@@ -24,6 +24,7 @@ from hq.models.experts import (
     experts,
 )
 from hq.models.fleet import clinics, gateways, hq_meta, observations
+from hq.models.media import call_alerts, call_participants, call_quality_samples, recordings
 from hq.models.records import imaging, patient_identifiers, patient_merges, patients, visits
 from hq.models.scheduling import appointments, availability_exceptions, availability_rules, slot_claims
 from hq.models.types import BigId, Millis, metadata
@@ -37,6 +38,9 @@ __all__ = [
     "audit_log",
     "availability_exceptions",
     "availability_rules",
+    "call_alerts",
+    "call_participants",
+    "call_quality_samples",
     "clinics",
     "consultation_attachments",
     "consultation_messages",
@@ -58,6 +62,7 @@ __all__ = [
     "patient_identifiers",
     "patient_merges",
     "patients",
+    "recordings",
     "reports",
     "sessions",
     "slot_claims",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -196,3 +197,81 @@ class CallClient:
 
     async def close(self) -> None:
         await self._close_pc()
+
+
+class HqSession:
+    """A participant's signalling socket to HQ, as call.js uses it: join (or resume), offer, wait for the
+    answer; keeps what HQ pushes (quality, alerts, state) for tests to look at."""
+
+    def __init__(self, hq_url: str, consultation: str, *, name: str = "Dr Test") -> None:
+        self.url = hq_url.replace("http", "ws", 1) + f"/consultations/{consultation}/call/ws"
+        self.name = name
+        self.joined: dict[str, Any] = {}
+        self.messages: list[dict[str, Any]] = []
+        self._http: Any = None
+        self._ws: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._joins: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    @property
+    def slots(self) -> tuple[SlotRole, ...]:
+        return tuple(SlotRole(s) for s in self.joined["slots"])
+
+    def ice_servers(self) -> list[RTCIceServer]:
+        return [RTCIceServer(s["urls"], s.get("username"), s.get("credential")) for s in self.joined["ice_servers"]]
+
+    async def connect(self, *, resume: bool = False, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Open the socket and join; `resume`: as the same participant (after a dropped socket)."""
+        import aiohttp
+
+        await self.disconnect()
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(self.url)
+        self._reader = asyncio.create_task(self._read())
+        join: dict[str, Any] = {"type": "join", "name": self.name}
+        if resume:
+            join.update(peer=self.joined["peer"], token=self.joined["token"])
+        await self._ws.send_json(join)
+        self.joined = await asyncio.wait_for(self._joins.get(), timeout_s)
+        return self.joined
+
+    async def _read(self) -> None:
+        import aiohttp
+
+        async for msg in self._ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            doc = json.loads(msg.data)
+            self.messages.append(doc)
+            if doc["type"] == "joined":
+                self._joins.put_nowait(doc)
+            elif doc["type"] in ("answer", "error"):
+                self._answers.put_nowait(doc)
+
+    async def offer(self, sdp: str, _slots: tuple[SlotRole, ...], timeout_s: float = 20.0) -> str:
+        await self._ws.send_json({"type": "offer", "sdp": sdp})
+        reply = await asyncio.wait_for(self._answers.get(), timeout_s)
+        if reply["type"] == "error":
+            raise CallRefused(reply["reason"])
+        return str(reply["sdp"])
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    async def leave(self) -> None:
+        await self._ws.send_json({"type": "leave"})
+
+    async def disconnect(self) -> None:
+        """Drop the socket without a goodbye (as a browser does when its network goes)."""
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+        self._reader = self._ws = self._http = None
+
+
+class CallRefused(Exception):
+    """HQ or the gateway refused the offer; the message is theirs."""
