@@ -47,11 +47,12 @@ class GatewaySpec:
     outbox_options: dict[str, int | float] = field(default_factory=dict)  # more [outbox] keys, e.g. batch_max_records
     broker_via: NetProxy | None = None  # reach the broker through this proxy (a WAN the test controls)
     env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. LD_PRELOAD=libfaketime
+    extra_toml: str = ""  # more configuration, e.g. [media] settings and [[camera]] tables
 
 
 class Stack:
     def __init__(self, workdir: Path | None = None, *, hq_port: int | None = None, db_url: str | None = None,
-                 log_to_console: bool = False) -> None:
+                 log_to_console: bool = False, hq_extra_toml: str = "") -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="clinic-stack-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hq_port = hq_port or free_port()
@@ -64,6 +65,7 @@ class Stack:
         self.gateway_http_ports: dict[str, int] = {}
         self.gateway_env: dict[str, dict[str, str]] = {}
         self.proxies: list[NetProxy] = []
+        self.hq_extra_toml = hq_extra_toml  # more HQ configuration, e.g. a [calls] section
 
     # ---- processes ------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -105,6 +107,7 @@ class Stack:
             f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n'
             f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
+            + self.hq_extra_toml
         )
 
     def start_hq(self) -> None:
@@ -149,6 +152,7 @@ class Stack:
                 port = self.tcp_ports.setdefault(f"{spec.gateway_id}/{dev.device_id}", free_port())
                 lines.append(f'[[tcp]]\nhost = "127.0.0.1"\nport = {port}\nprotocol = "{dev.protocol}"\n'
                              f'device_id = "{dev.device_id}"\n')
+        lines.append(spec.extra_toml)
         return "\n".join(lines)
 
     def start_gateway(self, spec: GatewaySpec, *, start_simulators: bool = True) -> dict[str, str]:
