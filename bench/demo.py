@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.accounts import PASSWORD
 from tests.support.ports import free_port
-from tests.support.stack import REPO, Stack, demo_topology
+from tests.support.stack import ADMIN, REPO, Stack, demo_topology
 
 
 def port_is_free(port: int) -> bool:
@@ -56,8 +57,8 @@ def main() -> int:
                   f"{', '.join(d.device_id + ' [' + d.protocol + ']' for d in spec.devices)} ...", flush=True)
             stack.start_gateway(spec)
         print()
-        print(f"  Console:  http://127.0.0.1:{port}/")
-        print(f"  API:      http://127.0.0.1:{port}/api/v1/gateways")
+        print(f"  Console:  http://127.0.0.1:{port}/   (log in as {ADMIN} / {PASSWORD})")
+        print(f"  API:      curl -H 'Authorization: Bearer {stack.admin_token}' http://127.0.0.1:{port}/api/v1/gateways")
         broker = stack.broker.port
         print(f"  Broker:   mqtt://127.0.0.1:{broker}  (watch: mosquitto_sub -p {broker} -t 'clinic/#' -v)")
         print(f"  Logs:     {workdir}/")

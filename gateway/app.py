@@ -15,12 +15,14 @@ from zoneinfo import ZoneInfo
 from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.config import GatewayConfig
+from gateway.inbox import Inbox
 from gateway.local_api import LocalApi
 from gateway.media import local_pages
 from gateway.media.service import MediaService
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
-from gateway.replication import Replicator
+from gateway.replication import ReplicationMode, Replicator
+from gateway.sdnotify import Health, Notifier, feed_watchdog, tasks_ended, watchdog_interval_s
 from gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,13 @@ class Gateway:
     outbox: Outbox
     link: MqttLink
     uplink: Uplink
+    inbox: Inbox
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     serial_sources: list[SerialSource] = field(default_factory=list)
     tcp_sources: list[TcpSource] = field(default_factory=list)
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
-    replicator: Replicator | None = None  # Litestream, when [replication] is enabled
+    replicator: Replicator | None = None  # Litestream, when [replication] is enabled in 'child' mode
     media: MediaService | None = None  # cameras and calls, when [media] is enabled
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
@@ -77,10 +80,12 @@ def build(config: GatewayConfig) -> Gateway:
         ack_timeout_s=config.outbox.ack_timeout_s, heartbeat_s=config.status.heartbeat_s,
         live_window_s=config.outbox.live_window_s, retain_sent_s=config.outbox.retain_sent_h * 3600,
     )
-    gw = Gateway(config, outbox, link, uplink)
+    inbox = Inbox(outbox, g.id)
+    gw = Gateway(config, outbox, link, uplink, inbox)
     uplink.set_status_source(gw.status)
-    subscriptions = list(uplink.subscriptions)
-    receivers: list[Callable[[Message], None]] = [uplink.on_message]
+    notices = wire.notice_topic(g.id)
+    subscriptions = [*uplink.subscriptions, *inbox.subscriptions]
+    receivers: list[Callable[[Message], None]] = []
     if config.media.enabled:
         gw.media = MediaService(config, link, store=outbox.append, devices=gw.devices,
                                 on_device_change=uplink.status_changed)
@@ -88,8 +93,8 @@ def build(config: GatewayConfig) -> Gateway:
         receivers.append(gw.media.on_message)
 
     def on_message(message: Message) -> None:
-        # Each receiver looks only at its own topics.
-        for receive in receivers:
+        (inbox if message.topic == notices else uplink).on_message(message)
+        for receive in receivers:  # each looks only at its own topics
             receive(message)
 
     link.set_handlers(subscriptions=subscriptions, on_message=on_message,
@@ -115,14 +120,30 @@ def build(config: GatewayConfig) -> Gateway:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
         if gw.media is not None:
             local_pages.register(gw.local_api.app, gw.media)
-    if config.replication.enabled:
+    if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
         gw.replicator = Replicator(config.outbox_path, config.replication)
     return gw
 
 
-async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly."""
+def _health(gw: Gateway, tasks: dict[str, asyncio.Task[None]]) -> Health:
+    """The watchdog's verdict: capture and uplink alive. Not the broker: offline is normal operation,
+    and a restart would not bring HQ back."""
+    ended = tasks_ended(tasks)
+    if ended:
+        return Health(False, f"{', '.join(ended)} stopped")
+    if gw.link.is_connected:
+        return Health(True, "connected to the broker")
+    return Health(True, "offline: HQ's broker unreachable, readings are buffered in the outbox")
+
+
+async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None) -> None:
+    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly.
+
+    Under systemd (`notifier`), READY is sent once the outbox is open, the capture and uplink tasks run
+    and the MLLP listeners are bound; the watchdog is fed only while those tasks are alive.
+    """
     gw = build(config)
+    notifier = notifier or Notifier(None)
     await gw.outbox.open()
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
@@ -132,20 +153,31 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
         if gw.replicator is not None:
             gw.replicator.start()  # the outbox is open and in WAL mode, as Litestream needs
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(gw.link.run()), tg.create_task(gw.uplink.run())]
-            tasks += [tg.create_task(s.run()) for s in gw.serial_sources]
-            tasks += [tg.create_task(s.run()) for s in gw.tcp_sources]
+            tasks = {"mqtt link": tg.create_task(gw.link.run()), "uplink": tg.create_task(gw.uplink.run())}
+            tasks |= {f"serial {s.path}": tg.create_task(s.run()) for s in gw.serial_sources}
+            tasks |= {f"tcp listener :{s.port}": tg.create_task(s.run()) for s in gw.tcp_sources}
             if gw.media is not None:
-                tasks.append(tg.create_task(gw.media.run()))
+                tasks["media"] = tg.create_task(gw.media.run())
             if gw.local_api is not None:
                 await gw.local_api.start()
+            for source in gw.tcp_sources:
+                await source.listening.wait()  # a port that cannot be bound fails the task group instead
+            notifier.ready(f"outbox holds {gw.outbox.count()} entries; {len(gw.serial_sources)} serial ports, "
+                           f"{len(gw.tcp_sources)} MLLP listeners")
+            interval = watchdog_interval_s()
+            feeder = None
+            if interval is not None and notifier.enabled:
+                feeder = tg.create_task(feed_watchdog(notifier, interval, lambda: _health(gw, tasks)))
             await stop.wait()
             log.info("gateway %s stopping", config.gateway.id)
+            notifier.stopping("publishing the offline status, closing the outbox")
+            if feeder is not None:
+                feeder.cancel()  # the link ends on purpose now: no watchdog verdict on that
             if gw.media is not None:
                 await gw.media.close()  # ends the calls while HQ can still be told
             offline = wire.encode_status(await gw.status(wire.GatewayState.OFFLINE))
             await gw.link.close(final=[(wire.status_topic(config.gateway.id), offline, True)])
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
     finally:
         if gw.local_api is not None:

@@ -26,6 +26,7 @@ class LocalApi:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/v1/status", self.status)
+        app.router.add_get("/api/v1/notices", self.notices)
         self.app = app
 
     async def start(self) -> None:
@@ -70,12 +71,22 @@ class LocalApi:
                        "replayed_total": self.gateway.outbox.replayed_total,
                        "demoted_total": self.gateway.outbox.demoted_total,
                        "next_seq": self.gateway.outbox.next_seq},
-            "replication": {"enabled": False} if self.gateway.replicator is None else
-                           {"enabled": True, **self.gateway.replicator.state()},
+            # In 'external' mode another process replicates: this one can only say so.
+            "replication": {"enabled": self.gateway.config.replication.enabled,
+                            "mode": str(self.gateway.config.replication.mode)} if self.gateway.replicator is None
+                           else {"enabled": True, "mode": "child", **self.gateway.replicator.state()},
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
         }), content_type="application/json")
+
+    async def notices(self, request: web.Request) -> web.Response:
+        """What HQ sent this clinic (confirmations, reminders, consultation updates, ...), newest first."""
+        kinds = tuple(k for k in request.query.get("kind", "").split(",") if k) or None
+        stored = await self.gateway.inbox.recent(limit=100, kinds=kinds)
+        return web.json_response({"notices": [
+            {"id": n.id, "kind": n.kind, "body": n.body, "hq_ms": n.hq_ms, "received_ms": n.received_ms,
+             "outcome": n.outcome, "detail": n.detail} for n in stored]})
 
     async def metrics(self, request: web.Request) -> web.Response:
         gw = self.gateway
@@ -111,6 +122,10 @@ class LocalApi:
                           s.ack_timeouts),
             Family.single("gateway_uplink_drain_rate", "gauge", "Records confirmed per second (30 s window).",
                           gw.uplink.drain_rate_per_s()),
+            Family.single("gateway_inbox_received_total", "counter", "Notices from HQ stored (each once).",
+                          gw.inbox.received_total),
+            Family.single("gateway_inbox_rejected_total", "counter", "Notices from HQ the gateway could not apply.",
+                          gw.inbox.rejected_total),
             Family.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
                           1 if gw.link.is_connected else 0),
             Family.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",

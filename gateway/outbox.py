@@ -15,11 +15,11 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -29,6 +29,7 @@ from gateway import quota
 from gateway.wire import Lane, LaneBacklog, WireRecord
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -50,9 +51,12 @@ class Entry:
     patient_id: str | None
     device_id: str
     extra: dict[str, Any] | None = None
+    lane_hint: Lane | None = None  # an event's own lane (e.g. consultation events); else by kind
 
     @property
     def lane(self) -> Lane:
+        if self.lane_hint is not None:
+            return self.lane_hint
         return Lane.ALARM if self.kind in ("alarm", "event", "gap") else Lane.VITALS
 
 
@@ -128,6 +132,17 @@ sent_marks = sa.Table(
     sa.Column("acked_ms", sa.Integer, nullable=False),
     sa.Column("first_seq", sa.Integer, nullable=False),
     sa.Column("last_seq", sa.Integer, nullable=False),
+)
+# Messages from HQ (downlink), by HQ's id: the gateway's durable copy, and what it made of each.
+inbox_table = sa.Table(
+    "inbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # JSON
+    sa.Column("hq_ms", sa.Integer, nullable=False),
+    sa.Column("received_ms", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),  # stored | applied | rejected
+    sa.Column("detail", sa.Text),
 )
 _KEEP_SENT_SQL = {
     lane: f"INSERT INTO sent (lane, {', '.join(ENTRY_COLUMNS)}) SELECT {int(lane)}, {', '.join(ENTRY_COLUMNS)} "
@@ -365,6 +380,36 @@ class Outbox:
             conn.exec_driver_sql(_INSERT_SQL[lane], rows)
         conn.execute(meta_table.update().where(meta_table.c.key == "next_seq").values(value=str(seq)))
         return by_lane, first_seq, seq
+
+    async def commit_with(self, work: Callable[[sa.Connection], T], entries: Sequence[Entry]) -> tuple[T, list[int]]:
+        """Run `work(conn)` (other tables of the gateway's database, e.g. the inbox) and append `entries` in one
+        transaction: both are stored or neither is. Returns work's result and the entries' seqs."""
+        result, seqs = await self._run(self._commit_with_sync, work, list(entries))
+        if seqs:
+            self.changed.set()
+        return result, seqs
+
+    def _commit_with_sync(self, work: Callable[[sa.Connection], T], entries: list[Entry]) -> tuple[T, list[int]]:
+        conn = self._conn
+        assert conn is not None
+        with self._rollback_forgets_strings(), self._transaction(conn):
+            result = work(conn)
+            by_lane, first_seq, seq = self._insert_entries(conn, entries) if entries else ({}, self._next_seq,
+                                                                                          self._next_seq)
+        self._inserted(by_lane, seq)
+        self.appended_total += len(entries)
+        self.commits_total += 1
+        return result, list(range(first_seq, seq))
+
+    async def query(self, read: Callable[[sa.Connection], T]) -> T:
+        """Run `read(conn)` on the gateway's database (in its thread, in a transaction of its own)."""
+        return await self._run(self._query_sync, read)  # type: ignore[no-any-return]
+
+    def _query_sync(self, read: Callable[[sa.Connection], T]) -> T:
+        conn = self._conn
+        assert conn is not None
+        with self._transaction(conn):
+            return read(conn)
 
     def _inserted(self, by_lane: dict[Lane, list[tuple[Any, ...]]], next_seq: int) -> None:
         """Bookkeeping once an insert's transaction has committed."""

@@ -11,6 +11,8 @@ Topics (all under the gateway's own prefix, so the broker ACL `clinic/%u/#` conf
     clinic/{gateway_id}/down/ack     HQ -> gateway  QoS 1      Ack: seq ranges HQ has committed
     clinic/{gateway_id}/down/replay  HQ -> gateway  QoS 1, retained; Replay request: resend what HQ
                                                     confirmed from a seq on (after restoring its database)
+    clinic/{gateway_id}/down/notice  HQ -> gateway  QoS 1      Notice: a message HQ keeps sending until the
+                                                    gateway's receipt (an outbox event) reaches it
     clinic/{gateway_id}/down/call    HQ -> gateway  QoS 1      Call signalling: a participant's offer (with the
                                                     ICE servers for the gateway), trickled candidates, bye
     clinic/{gateway_id}/up/call      gateway -> HQ  QoS 1      Call signalling: answer, candidates, bye, error
@@ -85,6 +87,10 @@ def ack_topic(gateway_id: str) -> str:
 
 def replay_topic(gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/down/replay"
+
+
+def notice_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/down/notice"
 
 
 HQ_DATA_SUBSCRIPTION = f"$share/hq-ingest/{TOPIC_ROOT}/+/up/data"
@@ -308,6 +314,66 @@ def decode_replay(payload: bytes) -> Replay:
     if from_seq < 0:
         raise WireError(f"replay field 'from_seq' = {from_seq}; expected a non-negative seq")
     return Replay(request_id, from_seq, _field(doc, "hq_ms", int))
+
+
+# ---- notices (HQ -> gateway, durable) and their receipts ------------------------------------
+RECEIPT_METRIC = "DOWNLINK_RECEIPT"  # the outbox event (consultation lane) that confirms a notice
+NOTICE_OUTCOMES = ("stored", "applied", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A confirmation, reminder, consultation update, report or configuration for the clinic. `id` is HQ's
+    and unique: a gateway stores each once, however often it arrives, and confirms it with a receipt."""
+
+    id: int
+    kind: str
+    body: dict[str, Any]
+    hq_ms: int
+
+
+def encode_notice(notice: Notice) -> bytes:
+    doc = {"v": PROTOCOL_VERSION, "id": notice.id, "kind": notice.kind, "body": notice.body, "hq_ms": notice.hq_ms}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_notice(payload: bytes) -> Notice:
+    doc = _json_object(payload, "notice")
+    notice_id = _field(doc, "id", int)
+    if notice_id < 1:
+        raise WireError(f"notice field 'id' = {notice_id}; expected a positive integer")
+    kind = _field(doc, "kind", str)
+    if not kind or len(kind) > 40:
+        raise WireError("notice field 'kind' must be 1-40 characters")
+    return Notice(notice_id, kind, _field(doc, "body", dict), _field(doc, "hq_ms", int))
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the gateway did with a notice: stored it (nothing more to do), applied it, or rejected it (why)."""
+
+    notice_id: int
+    kind: str
+    outcome: str
+    detail: str | None = None
+
+    def extra(self) -> dict[str, Any]:
+        return {"id": self.notice_id, "kind": self.kind, "outcome": self.outcome, "detail": self.detail}
+
+
+def receipt_from_extra(extra: Any) -> Receipt:
+    if not isinstance(extra, dict):
+        raise WireError("receipt: extra must be an object")
+    notice_id, kind, outcome, detail = (extra.get(k) for k in ("id", "kind", "outcome", "detail"))
+    if not isinstance(notice_id, int) or isinstance(notice_id, bool) or notice_id < 1:
+        raise WireError(f"receipt field 'id' = {notice_id!r}; expected a positive integer")
+    if not isinstance(kind, str):
+        raise WireError("receipt field 'kind' must be a string")
+    if outcome not in NOTICE_OUTCOMES:
+        raise WireError(f"receipt field 'outcome' = {outcome!r}; expected one of {', '.join(NOTICE_OUTCOMES)}")
+    if detail is not None and not isinstance(detail, str):
+        raise WireError("receipt field 'detail' must be a string or null")
+    return Receipt(notice_id, kind, outcome, detail)
 
 
 # ---- status (birth, heartbeat, last will) -------------------------------------------------

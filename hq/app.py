@@ -19,11 +19,27 @@ import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import Message, MqttLink
-from gateway.replication import ReplicationError, Replicator
-from hq import api, calls, db, observability, recordings, replay
-from hq.appkeys import CALLS, CONFIG, ENGINE, FATAL, HUB, INGEST, LINK, RECORDINGS, SOCKETS
+from gateway.replication import ReplicationError, ReplicationMode, Replicator
+from hq import api, auth, calls, db, observability, openapi, recordings, replay
+from hq.appkeys import (
+    CALLS,
+    CONFIG,
+    DOWNLINK,
+    ENGINE,
+    EVENTS,
+    FATAL,
+    HUB,
+    INGEST,
+    LINK,
+    OPENAPI_PATHS,
+    RECEIPTS,
+    RECORDINGS,
+    SOCKETS,
+)
 from hq.config import HqConfig
-from hq.console import pages, websocket
+from hq.console import admin, pages, websocket
+from hq.downlink import Downlink, Receipts
+from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
 
@@ -39,12 +55,20 @@ def create_app(config: HqConfig) -> web.Application:
     app[CONFIG] = config
     app[HUB] = LiveHub(config.console.ws_queue_max)
     app[SOCKETS] = weakref.WeakSet()
+    app[EVENTS] = GatewayEvents()
+    app[RECEIPTS] = Receipts()
+    app[RECEIPTS].register(app[EVENTS])
+    app.add_routes(auth.routes)
+    app.add_routes(admin.routes)
     app.add_routes(api.routes)
+    app.add_routes(calls.routes)
+    app.add_routes(recordings.routes)
+    app[EVENTS].register(recordings.RECORDING_EVENT, recordings.recording_event)
+    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
+                          **calls.OPENAPI_PATHS, **recordings.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
-    app.add_routes(calls.routes)
-    app.add_routes(recordings.routes)
     app.router.add_static("/static/", pages.STATIC_DIR, name="static")
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
@@ -74,6 +98,9 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
     replicator: Replicator | None = None
     if not section.enabled:
         log.info("database replication is off ([replication] enabled = false)")
+    elif section.mode is ReplicationMode.EXTERNAL and url.get_backend_name() == "sqlite":
+        log.info("database replication runs in its own process ([replication] mode = \"external\": "
+                 "clinic-hq replicate, the clinic-hq-litestream unit)")
     elif url.get_backend_name() != "sqlite":
         log.info("database is %s: replication and backups are the database's job (e.g. streaming replication "
                  "and base backups), not Litestream's; [replication] is ignored", url.get_backend_name())
@@ -94,23 +121,24 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
-    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest)
+    downlink = Downlink(app[ENGINE], link)
+    ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest, events=app[EVENTS], on_gateway_online=downlink.wake)
     relay = calls.CallRelay(app[ENGINE], link, config.calls)
     store = recordings.RecordingStore(app[ENGINE], link, config.recordings)
 
     def on_message(message: Message) -> None:
-        # Each looks only at its own topics.
-        ingest.on_message(message)
-        relay.on_message(message)
-        store.on_message(message)
+        for receive in (ingest.on_message, relay.on_message, store.on_message):  # each takes its own topics
+            receive(message)
 
     link.set_handlers(subscriptions=ingest.subscriptions + relay.subscriptions + store.subscriptions,
                       on_message=on_message)
     app[LINK] = link
     app[INGEST] = ingest
+    app[DOWNLINK] = downlink
     app[CALLS] = relay
     app[RECORDINGS] = store
-    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest")]
+    tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest"),
+             asyncio.create_task(downlink.run(), name="hq-downlink")]
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     app[FATAL] = fatal
     for task in tasks:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from aiohttp import web
 
 from gateway.mqttlink import MqttLink
 from hq.config import HqConfig
+from hq.downlink import Downlink, Receipts
+from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
 
@@ -26,6 +28,12 @@ ENGINE = web.AppKey("engine", sa.Engine)
 LINK = web.AppKey("link", MqttLink)
 HUB = web.AppKey("hub", LiveHub)
 INGEST = web.AppKey("ingest", Ingest)
+# Handlers of gateway events and of notice receipts: domain modules register theirs in `create_app`.
+EVENTS = web.AppKey("events", GatewayEvents)
+RECEIPTS = web.AppKey("receipts", Receipts)
+DOWNLINK = web.AppKey("downlink", Downlink)
+# The API's OpenAPI paths, gathered from the modules that serve them (see `hq.app.create_app`).
+OPENAPI_PATHS: web.AppKey[dict[str, Any]] = web.AppKey("openapi_paths")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 # Set when a background task (MQTT link, ingest) dies: the service stops with a failure exit status
 # so systemd restarts it, instead of serving pages while silently ingesting nothing.

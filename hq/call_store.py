@@ -8,6 +8,7 @@ Synchronous SQLAlchemy Core on a connection the caller opened (in a worker threa
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,14 @@ import sqlalchemy as sa
 
 from gateway.wire import CallQuality
 from hq.call_quality import AlertKind, Finding, Thresholds, changes
-from hq.models import call_alerts, call_participants, call_quality_samples, consultations, gateways
+from hq.models import (
+    call_alerts,
+    call_participants,
+    call_quality_samples,
+    consultations,
+    dispatch_offers,
+    gateways,
+)
 from hq.store import dialect_insert
 
 ALERTS_SHOWN = 50
@@ -54,6 +62,20 @@ def find_consultation(conn: sa.Connection, public_id: str) -> ConsultationRef | 
                            row.patient_id)
 
 
+def expert_assigned(conn: sa.Connection, public_id: str, expert_id: int) -> bool:
+    """The consultation is this expert's: they took it, it was asked of them, or it is offered to them."""
+    row = conn.execute(sa.select(consultations.c.id, consultations.c.expert_id, consultations.c.requested_expert_id)
+                       .where(consultations.c.public_id == public_id)).first()
+    if row is None:
+        return False
+    if expert_id in (row.expert_id, row.requested_expert_id):
+        return True
+    offered = conn.execute(sa.select(dispatch_offers.c.id).where(
+        dispatch_offers.c.consultation_id == row.id, dispatch_offers.c.expert_id == expert_id,
+        dispatch_offers.c.outcome.in_(("pending", "accepted")))).first()
+    return offered is not None
+
+
 # ---- participants ------------------------------------------------------------------------
 def add_participant(conn: sa.Connection, *, peer_id: str, consultation: ConsultationRef, user_id: int | None,
                     name: str, role: str, token: str, now_ms: int) -> None:
@@ -63,12 +85,13 @@ def add_participant(conn: sa.Connection, *, peer_id: str, consultation: Consulta
         user_id=user_id, name=name, role=role, token_hash=token_hash(token), joined_ms=now_ms, last_seen_ms=now_ms))
 
 
-def resume_participant(conn: sa.Connection, *, peer_id: str, token: str, public_id: str, now_ms: int,
-                       grace_ms: int) -> dict[str, Any] | None:
-    """The participant's row if `token` is theirs, for this consultation, and they have not left (or left less
-    than `grace_ms` ago: a dropped socket is not a goodbye); marks them seen."""
+def resume_participant(conn: sa.Connection, *, peer_id: str, token: str, user_id: int | None, public_id: str,
+                       now_ms: int, grace_ms: int) -> dict[str, Any] | None:
+    """The participant's row if `token` is theirs, they are the same user, for this consultation, and they have
+    not left (or left less than `grace_ms` ago: a dropped socket is not a goodbye); marks them seen."""
     row = conn.execute(sa.select(call_participants).where(call_participants.c.peer_id == peer_id)).mappings().first()
-    if (row is None or row["consultation_public_id"] != public_id or row["token_hash"] != token_hash(token)
+    if (row is None or row["consultation_public_id"] != public_id or row["user_id"] != user_id
+            or not hmac.compare_digest(row["token_hash"], token_hash(token))
             or (row["left_ms"] is not None and now_ms - row["left_ms"] > grace_ms)):
         return None
     conn.execute(call_participants.update().where(call_participants.c.peer_id == peer_id)

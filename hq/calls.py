@@ -21,6 +21,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from aiohttp import WSMsgType, web
@@ -28,40 +29,22 @@ from aiohttp import WSMsgType, web
 from gateway import wire
 from gateway.mqttlink import Message, MqttError, MqttLink
 from gateway.wire import CallSignal, IceCandidate, IceServer, Party, SignalType, SlotRole
-from hq import call_store
+from hq import audit, call_store, openapi
 from hq.appkeys import CALLS, CONFIG, ENGINE
+from hq.auth import current_actor, forbidden
+from hq.call_access import Caller, caller_of
 from hq.call_quality import Thresholds
 from hq.call_store import ConsultationRef
 from hq.clock import iso_from_ms, now_ms
 from hq.config import CallsSection
+from hq.console import html
 from hq.console.call_page import call_page_html
-from hq.console.pages import html_response
 from hq.recordings import recordings_for
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = wire.MAX_SDP_BYTES + 8192
 RETENTION_SWEEP_S = 3600.0
-
-
-# ---- who is calling ------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Caller:
-    name: str
-    role: str
-    user_id: int | None
-    label: str  # for the audit log, e.g. "user:alice"
-
-
-def caller_of(request: web.Request, name: str | None = None) -> Caller:
-    """Who opened the call socket or page.
-
-    AUTH: until `hq.auth` is on main calls are open to anyone who can reach the console; then this becomes
-    `actor = await hq.auth.require(request, Role.EXPERT, Role.COORDINATOR, Role.ADMIN)` (experts only for
-    consultations assigned to them), with the actor's display name, role and user id.
-    """
-    shown = (name or "").strip()[:100] or "Guest"
-    return Caller(shown, "guest", None, "anonymous")
 
 
 # ---- ICE servers -----------------------------------------------------------------------------
@@ -200,6 +183,11 @@ class CallRelay:
 
     # ---- a participant's socket -----------------------------------------------------------
     async def serve(self, request: web.Request, public_id: str) -> web.WebSocketResponse:
+        caller = await caller_of(request, public_id)
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            # The handshake carries the session cookie: a page of another site must not open a call in its name.
+            raise forbidden(request, f"call socket opened from another origin ({origin})")
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         consultation = await asyncio.to_thread(self._find, public_id)
@@ -221,7 +209,7 @@ class CallRelay:
                     await ws.send_json({"type": "error", "reason": "messages must be JSON objects"})
                     continue
                 try:
-                    live = await self._handle(request, ws, consultation, live, doc)
+                    live = await self._handle(caller, ws, consultation, live, doc)
                 except MqttError as exc:
                     await ws.send_json({"type": "error", "reason": f"the clinic cannot be reached: {exc}"})
                 except CallRefused as exc:
@@ -236,11 +224,11 @@ class CallRelay:
         with self.engine.connect() as conn:
             return call_store.find_consultation(conn, public_id)
 
-    async def _handle(self, request: web.Request, ws: web.WebSocketResponse, consultation: ConsultationRef,
+    async def _handle(self, caller: Caller, ws: web.WebSocketResponse, consultation: ConsultationRef,
                       live: LivePeer | None, doc: dict[str, Any]) -> LivePeer | None:
         kind = doc.get("type")
         if kind == "join":
-            return await self._join(request, ws, consultation, doc)
+            return await self._join(caller, ws, consultation, doc)
         if live is None:
             raise CallRefused("join the call first")
         if kind == "offer":
@@ -269,7 +257,7 @@ class CallRelay:
             raise CallRefused(f"unknown message type {kind!r}; expected join, offer, candidate or leave")
         return live
 
-    async def _join(self, request: web.Request, ws: web.WebSocketResponse, consultation: ConsultationRef,
+    async def _join(self, caller: Caller, ws: web.WebSocketResponse, consultation: ConsultationRef,
                     doc: dict[str, Any]) -> LivePeer:
         if consultation.gateway_id is None:
             raise CallRefused("no gateway of this consultation's clinic has reported to HQ")
@@ -279,15 +267,13 @@ class CallRelay:
         if isinstance(asked_peer, str) and isinstance(asked_token, str):
             def resume(peer: str, token: str) -> dict[str, Any] | None:
                 with self.engine.begin() as conn:
-                    return call_store.resume_participant(conn, peer_id=peer, token=token,
+                    return call_store.resume_participant(conn, peer_id=peer, token=token, user_id=caller.user_id,
                                                          public_id=consultation.public_id, now_ms=now,
                                                          grace_ms=int(self.calls.resume_grace_s * 1000))
             resumed = await asyncio.to_thread(resume, asked_peer, asked_token)
         if resumed is not None:
-            caller = Caller(resumed["name"], resumed["role"], resumed["user_id"], caller_of(request).label)
             peer_id, token = str(asked_peer), str(asked_token)
         else:
-            caller = caller_of(request, doc.get("name") if isinstance(doc.get("name"), str) else None)
             peer_id, token = "p-" + secrets.token_hex(8), secrets.token_urlsafe(24)
 
             def add() -> None:
@@ -295,9 +281,9 @@ class CallRelay:
                     call_store.add_participant(conn, peer_id=peer_id, consultation=consultation,
                                                user_id=caller.user_id, name=caller.name, role=caller.role,
                                                token=token, now_ms=now)
-                    # AUDIT: once `hq.audit` is on main, joining a call is an access to the patient's record:
-                    # hq.audit.record(conn, caller.label, "call.join", "consultation", consultation.public_id,
-                    #                 clinic_id=consultation.clinic_id, detail={"peer": peer_id})
+                    # Joining a call is an access to the patient's record: audited with the join itself.
+                    audit.record(conn, caller.label, "call.join", "consultation", consultation.public_id,
+                                 clinic_id=consultation.clinic_id, detail={"peer": peer_id})
             await asyncio.to_thread(add)
         previous = self.peers.get(peer_id)
         if previous is not None and previous.ws is not ws:
@@ -425,13 +411,14 @@ def _public_id(request: web.Request) -> str:
 @routes.get("/consultations/{public_id}/call")
 async def call_page(request: web.Request) -> web.Response:
     public_id = _public_id(request)
-    caller_of(request)  # AUTH: the same roles as the call itself
+    await caller_of(request, public_id)
+    actor = await current_actor(request)
     summary = await asyncio.to_thread(call_summary, request.app[ENGINE], public_id)
     if summary is None:
         raise web.HTTPNotFound(text=f"there is no consultation {public_id!r}")
     found = await asyncio.to_thread(_recordings_of, request.app[ENGINE], public_id)
-    calls = request.app[CONFIG].calls
-    return html_response(call_page_html(public_id, summary, found, [str(s) for s in participant_slots(calls)]))
+    slots = [str(s) for s in participant_slots(request.app[CONFIG].calls)]
+    return html.response(call_page_html(public_id, summary, found, slots, actor=actor))
 
 
 def _recordings_of(engine: sa.Engine, public_id: str) -> list[dict[str, Any]]:
@@ -447,8 +434,36 @@ async def call_socket(request: web.Request) -> web.WebSocketResponse:
 @routes.get("/api/v1/consultations/{public_id}/call")
 async def get_call(request: web.Request) -> web.Response:
     public_id = _public_id(request)
-    caller_of(request)  # AUTH
+    await caller_of(request, public_id)
     summary = await asyncio.to_thread(call_summary, request.app[ENGINE], public_id)
     if summary is None:
         return web.json_response({"error": f"there is no consultation {public_id!r}"}, status=404)
     return web.json_response(summary)
+
+
+_FIGURES = {k: {"type": ["number", "null"]} for k in ("rtt_ms", "loss_pct", "jitter_ms", "fps", "kbps")}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/consultations/{public_id}/call": {"get": {
+        "summary": "A consultation's call: participants, the latest quality figures per stream, its alerts",
+        "description": "Coordinators, admins and the experts the consultation is assigned to. Live updates come "
+                       "over the call page's WebSocket (/consultations/{public_id}/call/ws).",
+        "parameters": [openapi.path_param("public_id", "The consultation's public id")],
+        "responses": {"200": openapi.ok({"type": "object", "properties": {
+            "consultation": {"type": "string"}, "gateway_id": {"type": ["string", "null"]},
+            "gateway_online": {"type": "boolean"},
+            "participants": {"type": "array", "items": {"type": "object", "properties": {
+                "peer": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
+                "joined": openapi.TIME, "left": openapi.TIME}}},
+            "quality": {"type": "array", "items": {"type": "object", "properties": {
+                "peer": {"type": "string"}, "stream": {"type": "string"}, "kind": {"enum": ["audio", "video"]},
+                "dir": {"enum": ["in", "out"], "description": "out: gateway to participant"},
+                "time": openapi.TIME, "tier": {"type": ["string", "null"]}, **_FIGURES}}},
+            "alerts": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "peer": {"type": "string"}, "stream": {"type": "string"},
+                "kind": {"enum": ["loss", "rtt", "jitter", "low_fps", "disconnected"]},
+                "value": {"type": "number"}, "threshold": {"type": "number"}, "started": openapi.TIME,
+                "ended": openapi.TIME}}}}}),
+            "401": openapi.UNAUTHORIZED, "403": openapi.FORBIDDEN,
+            "404": openapi.ok(openapi.ERROR, "There is no such consultation")},
+    }},
+}

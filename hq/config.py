@@ -94,6 +94,29 @@ class ConsoleSection:
 
 
 @dataclass(frozen=True)
+class AuthSection:
+    secure_cookies: bool = field(default=True, metadata=_doc(
+        "Mark the session cookie Secure (sent over HTTPS only). Keep it on: HQ runs behind a TLS proxy. Turn it "
+        "off only for a console reached over plain http on a test machine."))
+    session_idle_s: int = field(default=8 * 3600, metadata=_doc(
+        "A console session unused for this long ends; the user logs in again."))
+    session_max_s: int = field(default=7 * 86400, metadata=_doc(
+        "A console session ends this long after login, however active."))
+    login_attempts: int = field(default=5, metadata=_doc(
+        "Failed logins for one user name within login_window_s before further attempts are refused."))
+    login_attempts_per_ip: int = field(default=20, metadata=_doc(
+        "Failed logins from one address (any user names) within login_window_s before it is refused."))
+    login_window_s: int = field(default=900, metadata=_doc(
+        "The window over which failed logins are counted; refusals end when old failures leave it."))
+
+    def __post_init__(self) -> None:
+        if self.session_idle_s < 60 or self.session_max_s < self.session_idle_s:
+            raise ValueError("session_idle_s must be >= 60 and session_max_s >= session_idle_s")
+        if self.login_attempts < 1 or self.login_attempts_per_ip < 1 or self.login_window_s < 1:
+            raise ValueError("login_attempts, login_attempts_per_ip and login_window_s must be >= 1")
+
+
+@dataclass(frozen=True)
 class CallsSection:
     stun_urls: list[str] = field(default_factory=list, metadata=_doc(
         "STUN servers for browsers and gateways, e.g. ['stun:turn.example.org:3478']."))
@@ -163,6 +186,7 @@ class HqConfig:
     http: HttpSection = field(default_factory=HttpSection, metadata=_doc("[http]"))
     ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
     console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))
+    auth: AuthSection = field(default_factory=AuthSection, metadata=_doc("[auth] console accounts and sessions"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))
     calls: CallsSection = field(default_factory=CallsSection, metadata=_doc("[calls] video consultations"))

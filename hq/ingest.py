@@ -25,6 +25,7 @@ from hq import store
 from hq.clock import now_ms
 from hq.commit_plan import CommitPlan, Received, ReceivedBatch, ReceivedStatus, plan_commit
 from hq.config import IngestSection
+from hq.gateway_events import GatewayEvents
 from hq.live import LiveHub
 from hq.representations import gateway_json, observation_json
 
@@ -63,11 +64,16 @@ class Ingest:
         settings: IngestSection,
         *,
         clock: Callable[[], int] = now_ms,
+        events: GatewayEvents | None = None,
+        on_gateway_online: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.link = link
         self.hub = hub
         self.settings = settings
+        self.events = events
+        # Called after a commit that queued downlink notices or saw a gateway come online (they may wait).
+        self._downlink_due = on_gateway_online
         self.stats = IngestStats()
         self._clock = clock
         # One writer (a queue, a transaction at a time) per database connection; a gateway's messages
@@ -220,7 +226,7 @@ class Ingest:
     async def _commit(self, plan: CommitPlan) -> None:
         """One transaction; then the acks are sent in the background and the live hub is fed."""
         try:
-            result = await asyncio.to_thread(store.write_plan, self.engine, plan)
+            result = await asyncio.to_thread(store.write_plan, self.engine, plan, self.events)
         except sa.exc.SQLAlchemyError as exc:
             self.stats.commit_failures += 1
             log.error("ingest transaction of %d batches, %d statuses failed (gateways resend): %s",
@@ -245,6 +251,11 @@ class Ingest:
             self.hub.publish_observations(observation_json(r) for r in result.new_rows)
             for row in result.gateway_rows:
                 self.hub.publish_gateway(gateway_json(row))
+        for notice in result.events.notices:
+            self.hub.notify(notice.message, user_ids=notice.user_ids, roles=notice.roles, clinic_id=notice.clinic_id)
+        if self._downlink_due is not None and (result.events.downlink_queued or any(
+                u.state is wire.GatewayState.ONLINE for u in plan.gateways.values())):
+            self._downlink_due()
 
     def _ack_done(self, task: asyncio.Task[None]) -> None:
         self._acking.discard(task)

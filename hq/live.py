@@ -32,10 +32,21 @@ class Subscription:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Whom a client may receive data for: its user, role and (clinic staff) clinic."""
+
+    user_id: int | None = None
+    role: str | None = None
+    clinic_id: str | None = None  # None: every clinic
+    observations: bool = True  # experts receive vitals only through their consultations' pages
+
+
 class LiveClient:
-    def __init__(self, max_queued: int) -> None:
+    def __init__(self, max_queued: int, audience: Audience | None = None) -> None:
         if max_queued < 1:
             raise ValueError("max_queued must be >= 1")
+        self.audience = audience or Audience()
         self.subscription = Subscription()
         self.dropped = 0
         self._queue: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_queued)
@@ -64,8 +75,8 @@ class LiveHub:
         self._dropped_gone = 0  # drops of clients that have since disconnected
         self.published = 0
 
-    def connect(self) -> LiveClient:
-        client = LiveClient(self.max_queued_per_client)
+    def connect(self, audience: Audience | None = None) -> LiveClient:
+        client = LiveClient(self.max_queued_per_client, audience)
         self._clients.add(client)
         return client
 
@@ -92,11 +103,42 @@ class LiveHub:
             return
         self.published += 1
         for client in self._clients:
-            wanted = [i for i in items if client.subscription.wants(i)]
+            audience = client.audience
+            if not audience.observations:
+                continue
+            wanted = [i for i in items if client.subscription.wants(i)
+                      and (audience.clinic_id is None or i["clinic_id"] == audience.clinic_id)]
             if wanted:
                 client.offer({"type": "observations", "items": wanted})
 
     def publish_gateway(self, gateway: dict[str, Any]) -> None:
         self.published += 1
         for client in self._clients:
-            client.offer({"type": "gateway", "gateway": gateway})
+            if client.audience.observations and client.audience.clinic_id in (None, gateway["clinic_id"]):
+                client.offer({"type": "gateway", "gateway": gateway})
+
+    def notify(self, message: dict[str, Any], *, user_ids: Iterable[int] | None = None,
+               roles: Iterable[str] | None = None, clinic_id: str | None = None) -> int:
+        """A domain event (a dispatch to experts, a booking change) to the clients it concerns: those of
+        `user_ids`, or with one of `roles` (admins too), limited to `clinic_id`'s staff and the chain-wide
+        roles when given. Returns how many clients got it."""
+        users = None if user_ids is None else set(user_ids)
+        role_set = None if roles is None else {*roles, "admin"}
+        sent = 0
+        for client in self._clients:
+            a = client.audience
+            if users is not None and a.user_id not in users:
+                continue
+            if role_set is not None and a.role not in role_set:
+                continue
+            if clinic_id is not None and a.clinic_id not in (None, clinic_id):
+                continue
+            client.offer(message)
+            sent += 1
+        if sent:
+            self.published += 1
+        return sent
+
+    def disconnect_user(self, user_id: int) -> list[LiveClient]:
+        """The clients of a deactivated user: the caller closes their sockets."""
+        return [c for c in self._clients if c.audience.user_id == user_id]

@@ -37,8 +37,8 @@ def list_clinics(engine: sa.Engine) -> list[dict[str, Any]]:
 def find_observations(engine: sa.Engine, query: ObservationQuery) -> list[dict[str, Any]]:
     o = observations
     q = sa.select(o)
-    for column, value in ((o.c.gateway_id, query.gateway_id), (o.c.patient_id, query.patient_id),
-                          (o.c.metric, query.metric), (o.c.kind, query.kind)):
+    for column, value in ((o.c.gateway_id, query.gateway_id), (o.c.clinic_id, query.clinic_id),
+                          (o.c.patient_id, query.patient_id), (o.c.metric, query.metric), (o.c.kind, query.kind)):
         if value is not None:
             q = q.where(column == value)
     if query.since_ms is not None:
@@ -53,19 +53,23 @@ def find_observations(engine: sa.Engine, query: ObservationQuery) -> list[dict[s
         return [dict(r) for r in conn.execute(q.limit(query.limit)).mappings()]
 
 
-def latest_vitals(engine: sa.Engine, patient_id: str) -> list[dict[str, Any]]:
-    """The newest observation of each metric for a patient (numeric readings, not alarms or waveforms)."""
+def latest_vitals(engine: sa.Engine, patient_id: str, clinic_id: str | None = None) -> list[dict[str, Any]]:
+    """The newest observation of each metric for a patient (numeric readings, not alarms or waveforms);
+    with `clinic_id`, only readings taken at that clinic."""
     o = observations
+    where = [o.c.patient_id == patient_id, o.c.kind == "observation"]
+    if clinic_id is not None:
+        where.append(o.c.clinic_id == clinic_id)
     newest = (
         sa.select(o.c.metric, sa.func.max(o.c.time_ms).label("time_ms"))
-        .where(o.c.patient_id == patient_id, o.c.kind == "observation")
+        .where(*where)
         .group_by(o.c.metric)
         .subquery()
     )
     q = (
         sa.select(o)
         .join(newest, sa.and_(o.c.metric == newest.c.metric, o.c.time_ms == newest.c.time_ms))
-        .where(o.c.patient_id == patient_id, o.c.kind == "observation")
+        .where(*where)
         .order_by(o.c.metric, o.c.hq_ms.desc(), o.c.seq.desc())
     )
     with engine.connect() as conn:

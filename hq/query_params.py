@@ -37,6 +37,7 @@ class Order(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class ObservationQuery:
     gateway_id: str | None = None
+    clinic_id: str | None = None
     patient_id: str | None = None
     metric: str | None = None
     kind: str | None = None
@@ -46,7 +47,7 @@ class ObservationQuery:
     order: Order = Order.DESC
 
 
-OBSERVATION_PARAMETERS = ("gateway_id", "patient_id", "metric", "kind", "since", "until", "limit", "order")
+OBSERVATION_PARAMETERS = ("gateway_id", "clinic_id", "patient_id", "metric", "kind", "since", "until", "limit", "order")
 
 
 def parse_observation_query(params: Mapping[str, str]) -> ObservationQuery:
@@ -66,7 +67,8 @@ def parse_observation_query(params: Mapping[str, str]) -> ObservationQuery:
     except ValueError:
         raise ParamError("order", f"unknown order {order_text!r}", "asc or desc") from None
     return ObservationQuery(
-        gateway_id=_text(params, "gateway_id"), patient_id=_text(params, "patient_id"),
+        gateway_id=_text(params, "gateway_id"), clinic_id=_text(params, "clinic_id"),
+        patient_id=_text(params, "patient_id"),
         metric=_text(params, "metric"), kind=kind, since_ms=since_ms, until_ms=until_ms,
         limit=parse_limit(params), order=order,
     )

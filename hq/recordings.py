@@ -23,10 +23,13 @@ from aiohttp import web
 
 from gateway import wire
 from gateway.mqttlink import Message, MqttError, MqttLink
-from gateway.wire import RecordingChunk, RecordingOffer, RecordingProgress, RecordingState, WireRecord
+from gateway.wire import RecordingChunk, RecordingOffer, RecordingProgress, RecordingState
+from hq import audit, openapi
 from hq.appkeys import ENGINE, RECORDINGS
+from hq.call_access import caller_of
 from hq.clock import iso_from_ms, now_ms
 from hq.config import RecordingsSection
+from hq.gateway_events import EventContext, EventError
 from hq.models import recordings
 
 log = logging.getLogger(__name__)
@@ -206,18 +209,20 @@ def announce(conn: sa.Connection, gateway_id: str, recording_id: str, consultati
     return dict(row)
 
 
-def on_recording_event(conn: sa.Connection, gateway_id: str, clinic_id: str, record: WireRecord) -> None:
-    """The handler for a gateway's "RECORDING" event (the bulk-lane entry that announces a finished recording),
-    for `hq.gateway_events` to call in the ingest transaction: the recording shows on its consultation before
-    its bytes arrive."""
-    extra = record.extra or {}
+def recording_event(ctx: EventContext, row: dict[str, Any]) -> None:
+    """The gateway's "RECORDING" event (the bulk-lane entry announcing a finished recording), handled in the
+    ingest transaction: the recording shows on its consultation before its bytes arrive."""
+    extra = row.get("extra") or {}
     try:
-        announce(conn, gateway_id, str(extra["id"]), str(extra["consultation"]), clinic_id, int(extra["started_ms"]),
-                 int(extra["ended_ms"]), int(extra["size"]), str(extra["sha256"]), str(extra.get("mime", "video/mp4")),
-                 record.patient_id)
+        recording_id, consultation = str(extra["id"]), str(extra["consultation"])
+        started, ended, size = int(extra["started_ms"]), int(extra["ended_ms"]), int(extra["size"])
+        sha = str(extra["sha256"])
     except (KeyError, TypeError, ValueError) as exc:
-        log.warning("gateway %s: RECORDING event seq %d is malformed (%s); the upload's offer will announce it",
-                    gateway_id, record.seq, exc)
+        raise EventError(f"RECORDING event needs id, consultation, started_ms, ended_ms, size, sha256: {exc}") from exc
+    if not wire.valid_id(recording_id, 100) or not wire.valid_id(consultation) or len(sha) != 64:
+        raise EventError(f"RECORDING event has a malformed id, consultation or sha256 ({recording_id!r})")
+    announce(ctx.conn, row["gateway_id"], recording_id, consultation, row["clinic_id"], started, ended, size, sha,
+             str(extra.get("mime", "video/mp4")), row.get("patient_id"))
 
 
 # ---- what the console and the timeline show ------------------------------------------------
@@ -244,6 +249,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/consultations/{public_id}/recordings")
 async def get_recordings(request: web.Request) -> web.Response:
     public_id = request.match_info["public_id"]
+    await caller_of(request, public_id)
 
     def read() -> list[dict[str, Any]]:
         with request.app[ENGINE].connect() as conn:
@@ -257,31 +263,74 @@ def _find(engine: sa.Engine, recording_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-@routes.get("/api/v1/recordings/{recording_id}")
-async def get_recording(request: web.Request) -> web.Response:
+async def _recording(request: web.Request) -> dict[str, Any]:
+    """The recording asked for, if the caller may see its consultation's call (404 before 403: no probing)."""
     row = await asyncio.to_thread(_find, request.app[ENGINE], request.match_info["recording_id"])
     if row is None:
-        return web.json_response({"error": "there is no such recording"}, status=404)
+        raise web.HTTPNotFound(text='{"error": "there is no such recording"}', content_type="application/json")
+    return row
+
+
+@routes.get("/api/v1/recordings/{recording_id}")
+async def get_recording(request: web.Request) -> web.Response:
+    row = await _recording(request)
+    await caller_of(request, row["consultation_public_id"])
     return web.json_response(recording_json(row))
 
 
 @routes.get("/api/v1/recordings/{recording_id}/media")
 async def get_recording_media(request: web.Request) -> web.StreamResponse:
-    """The MP4 (range requests supported, for seeking in a <video>); every access is audited."""
+    """The MP4 (range requests supported, for seeking in a <video>); every access is written to the audit log."""
+    row = await _recording(request)
+    caller = await caller_of(request, row["consultation_public_id"])
     store = request.app[RECORDINGS]
-    recording_id = request.match_info["recording_id"]
-    row = await asyncio.to_thread(_find, request.app[ENGINE], recording_id)
-    if row is None or row["state"] != "complete" or row["storage_path"] is None:
+    if row["state"] != "complete" or row["storage_path"] is None:
         return web.json_response({"error": "the recording is not (yet) at HQ"}, status=404)
     path = store.section.dir / row["storage_path"]
     if not path.is_file():
-        log.error("recording %s: its file %s is missing", recording_id, path)
+        log.error("recording %s: its file %s is missing", row["recording_id"], path)
         return web.json_response({"error": "the recording's file is missing at HQ"}, status=410)
-    # AUDIT: once `hq.audit` is on main, every access to a recording is written to the audit log, e.g.
-    # with engine.begin() as conn: hq.audit.record(conn, actor.label, "recording.view", "recording", recording_id,
-    #     clinic_id=row["clinic_id"], detail={"consultation": row["consultation_public_id"],
-    #                                         "range": request.headers.get("Range")})
-    # (with AUTH: `actor = await hq.auth.require(request, Role.EXPERT, Role.COORDINATOR, Role.ADMIN)`).
-    log.info("recording %s served (%s)", recording_id, request.headers.get("Range", "whole"))
+    await asyncio.to_thread(audit.record_now, request.app[ENGINE], caller.label, "recording.view", "recording",
+                            row["recording_id"], clinic_id=row["clinic_id"],
+                            detail={"consultation": row["consultation_public_id"],
+                                    "range": request.headers.get("Range")})
     return web.FileResponse(path, headers={"Content-Type": row["mime"], "Cache-Control": "private, no-store",
-                                           "Content-Disposition": f'inline; filename="{recording_id}.mp4"'})
+                                           "Content-Disposition": f'inline; filename="{row["recording_id"]}.mp4"'})
+
+
+_RECORDING = {
+    "type": "object",
+    "properties": {
+        "recording_id": {"type": "string"}, "consultation": {"type": "string"}, "gateway_id": {"type": "string"},
+        "clinic_id": {"type": "string"},
+        "state": {"enum": ["uploading", "complete", "refused"],
+                  "description": "uploading: the gateway is sending it (received_bytes of size_bytes so far)"},
+        "started": openapi.TIME, "ended": openapi.TIME, "duration_s": {"type": "number"},
+        "size_bytes": {"type": "integer"}, "received_bytes": {"type": "integer"}, "sha256": {"type": "string"},
+        "mime": {"type": "string"},
+        "url": {"type": ["string", "null"], "description": "The MP4, once complete; every access is audited"},
+    },
+}
+_ACCESS = {"401": openapi.UNAUTHORIZED, "403": openapi.FORBIDDEN,
+           "404": openapi.ok(openapi.ERROR, "There is no such recording")}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/consultations/{public_id}/recordings": {"get": {
+        "summary": "A consultation's recordings, oldest first (coordinators, admins, its experts)",
+        "parameters": [openapi.path_param("public_id", "The consultation's public id")],
+        "responses": {"200": openapi.ok({"type": "object", "properties": {
+            "consultation": {"type": "string"}, "recordings": {"type": "array", "items": _RECORDING}}}),
+            "401": openapi.UNAUTHORIZED, "403": openapi.FORBIDDEN},
+    }},
+    "/api/v1/recordings/{recording_id}": {"get": {
+        "summary": "One recording's metadata",
+        "parameters": [openapi.path_param("recording_id", "The recording's id (made by the gateway)")],
+        "responses": {"200": openapi.ok(_RECORDING), **_ACCESS},
+    }},
+    "/api/v1/recordings/{recording_id}/media": {"get": {
+        "summary": "The recording (MP4; range requests for seeking). Every access is written to the audit log.",
+        "parameters": [openapi.path_param("recording_id", "The recording's id (made by the gateway)")],
+        "responses": {"200": {"description": "The MP4", "content": {"video/mp4": {}}},
+                      "206": {"description": "The requested range", "content": {"video/mp4": {}}},
+                      **_ACCESS, "410": openapi.ok(openapi.ERROR, "The recording's file is missing at HQ")},
+    }},
+}

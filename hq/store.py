@@ -22,6 +22,7 @@ from gateway import wire
 from hq import fleet
 from hq.commit_plan import CommitPlan
 from hq.fleet import GatewayUpdate
+from hq.gateway_events import GatewayEvents, Outcome
 from hq.models import clinics, gateways, observations
 
 
@@ -32,6 +33,7 @@ class CommitResult:
     committed_seq: dict[str, int] = field(default_factory=dict)
     gateway_rows: list[dict[str, Any]] = field(default_factory=list)
     new_rows: list[dict[str, Any]] = field(default_factory=list)
+    events: Outcome = field(default_factory=Outcome)  # what the gateway events' handlers did
 
 
 Insert = Callable[[sa.Table], Any]
@@ -46,8 +48,9 @@ def dialect_insert(engine: sa.Engine | sa.Connection) -> Insert:
     raise ValueError(f"database dialect {name!r} is not supported")
 
 
-def write_plan(engine: sa.Engine, plan: CommitPlan) -> CommitResult:
-    """Commit the plan in ONE transaction; redelivered rows are ignored by the (gateway_id, seq) key."""
+def write_plan(engine: sa.Engine, plan: CommitPlan, events: GatewayEvents | None = None) -> CommitResult:
+    """Commit the plan in ONE transaction; redelivered rows are ignored by the (gateway_id, seq) key.
+    Newly stored gateway events go to their handlers (`events`) in the same transaction."""
     insert = dialect_insert(engine)
     with engine.begin() as conn:
         if plan.clinics:
@@ -59,6 +62,7 @@ def write_plan(engine: sa.Engine, plan: CommitPlan) -> CommitResult:
             new_rows = _insert_postgresql(conn, plan)
         else:
             new_rows = _insert_executemany(conn, insert, plan)
+        outcome = events.apply(conn, new_rows, plan.hq_ms) if events is not None else Outcome()
         rows = conn.execute(sa.select(gateways).where(gateways.c.id.in_(list(plan.gateways)))).mappings().all()
     gateway_rows = [dict(r) for r in rows]
     return CommitResult(
@@ -67,6 +71,7 @@ def write_plan(engine: sa.Engine, plan: CommitPlan) -> CommitResult:
         committed_seq={r["id"]: int(r["committed_seq"]) for r in gateway_rows},
         gateway_rows=gateway_rows,
         new_rows=new_rows,
+        events=outcome,
     )
 
 

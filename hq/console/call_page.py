@@ -64,7 +64,7 @@ def recording_item(rec: Mapping[str, Any]) -> str:
 
 
 def call_page_html(public_id: str, summary: Mapping[str, Any], recordings: Sequence[Mapping[str, Any]],
-                   slots: Sequence[str]) -> str:
+                   slots: Sequence[str], *, actor: Any = None) -> str:
     names = slot_names(slots)
     cameras = "".join(_tile(n, "camera", "camera") for r, n in zip(slots, names, strict=True) if r == "camera")
     parties = "".join(_tile(n, "party", "waiting") for r, n in zip(slots, names, strict=True) if r == "party-video")
@@ -89,8 +89,7 @@ def call_page_html(public_id: str, summary: Mapping[str, Any], recordings: Seque
         f"{columns}</tr></thead><tbody>{rows}</tbody></table>"
         f"<h2>Alerts</h2><ul id=\"call-alerts\">{''.join(alert_item(a) for a in summary.get('alerts', []))}</ul>"
         f"<h2>Recordings</h2><ul id=\"recordings\">{''.join(recording_item(r) for r in recordings)}</ul>"
-        f"<script src=\"/static/call.js\"></script>"
     )
-    return page(f"Call {public_id}", body, page_data={
-        "view": "call", "consultation": public_id, "slots": list(slots),
-        "ws": f"/consultations/{public_id}/call/ws"})
+    return page(f"Call {public_id}", body, actor=actor, scripts=("/static/console.js", "/static/call.js"),
+                page_data={"view": "call", "consultation": public_id, "slots": list(slots),
+                           "ws": f"/consultations/{public_id}/call/ws"})

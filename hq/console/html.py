@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 from urllib.parse import quote
+
+from aiohttp import web
 
 SAFETY_NOTICE = (
     "Alarms shown here are forwarded copies: secondary and informational only. "
@@ -67,20 +70,79 @@ def format_value(value: float | None) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-def page(title: str, body: str, *, page_data: Mapping[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    href: str
+    label: str
+    roles: frozenset[str]  # who sees the link (admin sees every link)
+
+
+_EVERYONE = frozenset({"admin", "coordinator", "department_head", "expert", "clinic_staff"})
+_OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staff"})
+# The console's sections, in the order of the navigation bar. A section's page checks access itself; this
+# only decides whose bar shows the link.
+NAV: tuple[NavItem, ...] = (
+    NavItem("/", "Fleet", _OPERATIONS),
+    NavItem("/admin/users", "Users", frozenset({"admin"})),
+    NavItem("/audit", "Audit log", frozenset({"admin"})),
+)
+
+CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+       "media-src 'self' blob:; frame-ancestors 'none'; form-action 'self'")
+
+
+def response(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store",
+                                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"})
+
+
+def nav(actor: Any, current: str = "") -> str:
+    marked = ' class="current"'
+    items = "".join(
+        f"<a href=\"{e(item.href)}\"{marked if item.href == current else ''}>{e(item.label)}</a>"
+        for item in NAV if actor.role == "admin" or str(actor.role) in item.roles)
+    return (f"<nav class=\"sections\">{items}</nav><span class=\"who\"><span id=\"whoami\">"
+            f"{e(actor.display_name)}</span> <small>{e(str(actor.role).replace('_', ' '))}</small>"
+            "<form method=\"post\" action=\"/logout\" class=\"logout\">"
+            f"<input type=\"hidden\" name=\"csrf_token\" value=\"{e(actor.csrf_token or '')}\">"
+            "<button type=\"submit\">Log out</button></form></span>")
+
+
+def page(title: str, body: str, *, page_data: Mapping[str, Any], actor: Any = None, current: str = "",
+         scripts: Sequence[str] = ("/static/console.js",)) -> str:
+    """The common layout. `actor` (an hq.auth.Actor) adds the navigation, the user and the CSRF token that
+    scripts send with unsafe requests; `scripts` are the page's own scripts (static files only: the CSP
+    allows no inline script)."""
     # Page data goes to the script as JSON in a data attribute: escaped like any other value.
     script_data = {**page_data, "labels": METRIC_LABELS, "units": UNIT_LABELS}
+    csrf = f"<meta name=\"csrf-token\" content=\"{e(actor.csrf_token or '')}\">" if actor is not None else ""
+    bar = nav(actor, current) if actor is not None else ""
+    tags = "".join(f"<script src=\"{e(src)}\"></script>" for src in scripts)
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{e(title)} \u00b7 Clinic HQ</title>"
+        f"{csrf}<title>{e(title)} \u00b7 Clinic HQ</title>"
         "<link rel=\"stylesheet\" href=\"/static/console.css\"></head>"
         f"<body data-page=\"{e(json.dumps(script_data))}\" data-live=\"connecting\">"
-        "<header class=\"top\"><a href=\"/\" class=\"brand\">Clinic HQ</a>"
+        f"<header class=\"top\"><a href=\"/\" class=\"brand\">Clinic HQ</a>{bar}"
         "<span class=\"live-state\" id=\"live-state\">connecting\u2026</span></header>"
         f"<p class=\"safety\" role=\"note\" id=\"safety-notice\">{e(SAFETY_NOTICE)}</p>"
-        f"<main>{body}</main><script src=\"/static/console.js\"></script></body></html>\n"
+        f"<main>{body}</main>{tags}</body></html>\n"
     )
+
+
+def login_page(next_path: str, error: str | None) -> str:
+    problem = f"<p class=\"error\" role=\"alert\">{e(error)}</p>" if error else ""
+    body = (
+        "<section class=\"login\"><h1>Log in</h1>" + problem +
+        "<form method=\"post\" action=\"/login\">"
+        f"<input type=\"hidden\" name=\"next\" value=\"{e(next_path)}\">"
+        "<label>User name <input name=\"username\" autocomplete=\"username\" required autofocus></label>"
+        "<label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required>"
+        "</label><button type=\"submit\">Log in</button></form></section>"
+    )
+    return page("Log in", body, page_data={"view": "login"}, scripts=())
 
 
 def tile(obs: Mapping[str, Any]) -> str:
@@ -125,7 +187,7 @@ def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:
 
 def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[str, Any]],
                patients: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
-               gaps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
+               gaps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None, *, actor: Any = None) -> str:
     """`gaps`: each gateway's most recent gap records (readings its outbox quota dropped)."""
     sections = []
     for clinic in clinics:
@@ -139,7 +201,7 @@ def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[
             f"<h3>Patients seen recently</h3><div class=\"patients\">{blocks}</div></section>"
         )
     body = "<h1>Fleet</h1>" + ("".join(sections) or "<p class=\"empty\">No gateway has reported yet.</p>")
-    return page("Fleet", f"<div id=\"clinics\">{body}</div>", page_data={"view": "fleet"})
+    return page("Fleet", f"<div id=\"clinics\">{body}</div>", page_data={"view": "fleet"}, actor=actor, current="/")
 
 
 def alarm_item(obs: Mapping[str, Any]) -> str:
@@ -164,7 +226,7 @@ def chart(metric: str) -> str:
 
 
 def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: Sequence[Mapping[str, Any]],
-                 trend_since: str, gaps: Sequence[Mapping[str, Any]] = ()) -> str:
+                 trend_since: str, gaps: Sequence[Mapping[str, Any]] = (), *, actor: Any = None) -> str:
     tiles = "".join(tile(v) for v in vitals)
     charts = "".join(chart(v["metric"]) for v in vitals)
     alarm_items = "".join(alarm_item(a) for a in alarms)
@@ -176,4 +238,4 @@ def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: S
         f"<h2>Trends</h2><div class=\"charts\" id=\"charts\">{charts}</div>"
     )
     return page(f"Patient {patient_id}", body,
-                page_data={"view": "patient", "patient_id": patient_id, "trend_since": trend_since})
+                page_data={"view": "patient", "patient_id": patient_id, "trend_since": trend_since}, actor=actor)

@@ -12,8 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from hq import queries
+from hq import audit, queries
 from hq.appkeys import CONFIG, ENGINE
+from hq.auth import OPERATIONS, clinic_scope, require
 from hq.clock import iso_from_ms, now_ms
 from hq.console import html
 from hq.query_params import ObservationQuery
@@ -27,23 +28,19 @@ GAPS_SHOWN = 5  # per gateway on the fleet page
 routes = web.RouteTableDef()
 
 
-def html_response(text: str) -> web.Response:
-    return web.Response(text=text, content_type="text/html", charset="utf-8",
-                        headers={"Content-Security-Policy": "default-src 'self'; style-src 'self'; "
-                                 "script-src 'self'; connect-src 'self'", "Cache-Control": "no-store"})
-
-
 FleetData = tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[tuple[str, list[dict[str, Any]]]]],
                   dict[str, list[dict[str, Any]]]]
 
 
-def _fleet_data(engine: sa.Engine, since_ms: int) -> FleetData:
-    clinics = [clinic_json(r) for r in queries.list_clinics(engine)]
-    gateways = [gateway_json(r) for r in queries.list_gateways(engine)]
+def _fleet_data(engine: sa.Engine, since_ms: int, clinic_id: str | None) -> FleetData:
+    clinics = [clinic_json(r) for r in queries.list_clinics(engine) if clinic_id in (None, r["id"])]
+    gateways = [gateway_json(r) for r in queries.list_gateways(engine, clinic_id)]
     gaps = {g["gateway_id"]: [observation_json(r) for r in queries.find_observations(
         engine, ObservationQuery(gateway_id=g["gateway_id"], kind="gap", limit=GAPS_SHOWN))] for g in gateways}
     patients: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
     for row in queries.recent_patients(engine, since_ms):
+        if clinic_id is not None and row["clinic_id"] != clinic_id:
+            continue
         per_clinic = patients.setdefault(row["clinic_id"], [])
         if len(per_clinic) < MAX_PATIENTS_PER_CLINIC:
             vitals = [observation_json(v) for v in queries.latest_vitals(engine, row["patient_id"])]
@@ -53,26 +50,32 @@ def _fleet_data(engine: sa.Engine, since_ms: int) -> FleetData:
 
 @routes.get("/")
 async def fleet(request: web.Request) -> web.Response:
+    actor = await require(request, *OPERATIONS)
+    clinic_id = clinic_scope(request, actor, None)
     since_ms = now_ms() - request.app[CONFIG].console.recent_patients_s * 1000
-    clinics, gateways, patients, gaps = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms)
-    return html_response(html.fleet_page(clinics, gateways, patients, gaps))
+    clinics, gateways, patients, gaps = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms,
+                                                                 clinic_id)
+    return html.response(html.fleet_page(clinics, gateways, patients, gaps, actor=actor))
 
 
 def _patient_data(
-    engine: sa.Engine, patient_id: str
+    engine: sa.Engine, patient_id: str, clinic_id: str | None, actor: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    vitals = [observation_json(r) for r in queries.latest_vitals(engine, patient_id)]
-    alarms = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, kind="alarm",
-                                                                limit=ALARMS_SHOWN))
-    gaps = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, kind="gap",
-                                                              limit=ALARMS_SHOWN))
+    vitals = [observation_json(r) for r in queries.latest_vitals(engine, patient_id, clinic_id)]
+    alarms = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, clinic_id=clinic_id,
+                                                                kind="alarm", limit=ALARMS_SHOWN))
+    gaps = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, clinic_id=clinic_id,
+                                                              kind="gap", limit=ALARMS_SHOWN))
+    audit.record_now(engine, actor, "patient.vitals.read", "patient", patient_id, clinic_id=clinic_id)
     return vitals, [observation_json(r) for r in alarms], [observation_json(r) for r in gaps]
 
 
 @routes.get("/patients/{patient_id}")
 async def patient(request: web.Request) -> web.Response:
+    actor = await require(request, *OPERATIONS)
+    clinic_id = clinic_scope(request, actor, None)
     patient_id = request.match_info["patient_id"]
-    vitals, alarms, gaps = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id)
+    vitals, alarms, gaps = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id, clinic_id, actor)
     since = iso_from_ms(now_ms() - request.app[CONFIG].console.trend_window_s * 1000)
     assert since is not None
-    return html_response(html.patient_page(patient_id, vitals, alarms, since, gaps))
+    return html.response(html.patient_page(patient_id, vitals, alarms, since, gaps, actor=actor))

@@ -13,15 +13,20 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+import sqlalchemy as sa
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import wire
-from hq.appkeys import HUB, SOCKETS
-from hq.live import DEFAULT_KINDS, LiveClient, Subscription
+from hq import accounts
+from hq.appkeys import ENGINE, HUB, SOCKETS
+from hq.auth import Actor, Role, require
+from hq.live import DEFAULT_KINDS, Audience, LiveClient, Subscription
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+SESSION_CHECK_S = 5.0
+LIVE_CLIENT: web.ResponseKey[LiveClient] = web.ResponseKey("live_client")
 
 
 class SubscriptionError(ValueError):
@@ -66,14 +71,41 @@ async def _pump(client: LiveClient, ws: web.WebSocketResponse) -> None:
         await ws.send_str(json.dumps(message, separators=(",", ":")))
 
 
+def audience_of(actor: Actor) -> Audience:
+    return Audience(user_id=actor.user_id, role=str(actor.role),
+                    clinic_id=None if actor.sees_all_clinics else actor.clinic_id,
+                    observations=actor.sees_all_clinics or actor.role is Role.CLINIC_STAFF)
+
+
+async def _watch_session(request: web.Request, actor: Actor, ws: web.WebSocketResponse) -> None:
+    """A logged-out or deactivated user's socket closes within SESSION_CHECK_S, on every HQ worker."""
+    engine = request.app[ENGINE]
+    while not ws.closed:
+        await asyncio.sleep(SESSION_CHECK_S)
+        if actor.session_id is None:
+            continue
+        alive = await asyncio.to_thread(_session_alive, engine, actor.session_id)
+        if not alive:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
+            return
+
+
+def _session_alive(engine: sa.Engine, session_id: str) -> bool:
+    with engine.connect() as conn:
+        return accounts.session_alive(conn, session_id)
+
+
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
+    actor = await require(request)
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     hub = request.app[HUB]
-    client = hub.connect()
+    client = hub.connect(audience_of(actor))
+    ws[LIVE_CLIENT] = client  # so that deactivating the user can find and close this socket
     pump = asyncio.create_task(_pump(client, ws))
+    watch = asyncio.create_task(_watch_session(request, actor, ws))
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -85,8 +117,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             await ws.send_json({"type": "subscribed", "subscription": subscription_json(client.subscription)})
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await pump
+        for task in (pump, watch):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
         hub.disconnect(client)
     return ws

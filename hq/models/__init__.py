@@ -5,7 +5,7 @@ Only the schema: reads and writes live in the domain modules; `hq/migrations` cr
 """
 
 from hq.models.accounts import api_tokens, login_failures, sessions, users
-from hq.models.audit import audit_log
+from hq.models.audit import audit_head, audit_log
 from hq.models.consultations import (
     advice_items,
     consultation_attachments,
@@ -35,7 +35,7 @@ __all__ = [
     "advice_items",
     "api_tokens",
     "appointments",
-    "audit_log",
+    "audit_head", "audit_log",
     "availability_exceptions",
     "availability_rules",
     "call_alerts",

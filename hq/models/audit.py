@@ -27,3 +27,13 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_target", "target_type", "target_id"),
     sa.Index("ix_audit_log_actor_user_id", "actor_user_id"),
 )
+
+# One row: the newest entry's id and hash. Appending updates it first, which serialises appenders (a row lock
+# on PostgreSQL, the write lock on SQLite) so the chain never forks. Verification never trusts it alone.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # always 1
+    sa.Column("last_id", BigId, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)

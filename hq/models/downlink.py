@@ -21,5 +21,7 @@ downlink_messages = sa.Table(
     sa.Column("sent_ms", Millis),  # last publish
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("delivered_ms", Millis),  # the gateway's receipt, through its outbox
+    sa.Column("outcome", sa.String(16)),  # stored | applied | rejected, as the receipt says
+    sa.Column("outcome_detail", sa.Text),
     sa.Index("ix_downlink_messages_pending", "gateway_id", "delivered_ms", "id"),
 )

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from playwright.sync_api import Page, expect
 
 from gateway import wire
+from tests.support import accounts
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port, wait_http_ok
 
@@ -32,20 +33,23 @@ SPO2 = "MDC_PULS_OXIM_SAT_O2"
 class Hq:
     url: str
     proc: subprocess.Popen[bytes]
+    token: str  # the coordinator's API token; the browser logs in as the same user
 
 
 @pytest.fixture
 def hq(broker: Mosquitto, tmp_path: Path) -> Iterator[Hq]:
     port = free_port()
     config = tmp_path / "hq.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "hq.db"}"\n'
-                      f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n[http]\nport = {port}\n')
+    db_url = f"sqlite:///{tmp_path / 'hq.db'}"
+    config.write_text(f'[database]\nurl = "{db_url}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+                      f'[http]\nport = {port}\n[auth]\nsecure_cookies = false\n')
     log = (tmp_path / "hq.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "hq", "serve", "--config", str(config)], cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout_s=30)
-        yield Hq(f"http://127.0.0.1:{port}", proc)
+        token = accounts.user_with_token(db_url, "coordinator", "coordinator")
+        yield Hq(f"http://127.0.0.1:{port}", proc, token)
     finally:
         proc.terminate()
         proc.wait(15)
@@ -92,7 +96,9 @@ def gateway(broker: Mosquitto) -> Iterator[Gateway]:
 
 
 def stored(hq: Hq, seq: int) -> bool:
-    with urllib.request.urlopen(f"{hq.url}/api/v1/observations?gateway_id=gw-e2e&limit=1") as resp:
+    request = urllib.request.Request(f"{hq.url}/api/v1/observations?gateway_id=gw-e2e&limit=1",
+                                     headers={"Authorization": f"Bearer {hq.token}"})
+    with urllib.request.urlopen(request) as resp:
         rows = json.load(resp)["observations"]
     return bool(rows) and rows[0]["seq"] >= seq
 
@@ -112,7 +118,7 @@ def test_fleet_page_tiles_update_live(page: Page, hq: Hq, gateway: Gateway) -> N
     gateway.status()
     gateway.reading(95)
     wait_stored(hq, 1)
-    page.goto(hq.url + "/")
+    accounts.login(page, hq.url, "coordinator", next_path="/")
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
     expect(page.locator("#safety-notice")).to_contain_text("bedside monitor remains the primary alarm system")
     expect(page.locator('.gateway[data-gateway="gw-e2e"] .badge')).to_have_text("online")
@@ -126,7 +132,7 @@ def test_fleet_page_tiles_update_live(page: Page, hq: Hq, gateway: Gateway) -> N
 
 def test_fleet_page_shows_each_lanes_backlog_live(page: Page, hq: Hq, gateway: Gateway) -> None:
     gateway.status()
-    page.goto(hq.url + "/")
+    accounts.login(page, hq.url, "coordinator", next_path="/")
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
     lanes = page.locator('.gateway[data-gateway="gw-e2e"] .lanes li')
     expect(lanes).to_have_count(0)
@@ -143,7 +149,7 @@ def test_patient_page_tiles_and_trend_chart_update_live(page: Page, hq: Hq, gate
     for value in (97, 96):
         gateway.reading(value)
     wait_stored(hq, 2)
-    page.goto(f"{hq.url}/patients/{PATIENT}")
+    accounts.login(page, hq.url, "coordinator", next_path=f"/patients/{PATIENT}")
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
     chart = page.locator(f'svg.chart[data-metric="{SPO2}"]')
     expect(chart).to_have_attribute("data-points", "2")

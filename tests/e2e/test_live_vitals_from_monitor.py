@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support.stack import GatewaySpec, SimulatedDevice, Stack
+from tests.support import accounts
+from tests.support.stack import ADMIN, GatewaySpec, SimulatedDevice, Stack
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +33,7 @@ def stack() -> Iterator[Stack]:
 
 
 def test_console_shows_a_monitors_vitals_changing_live(page: Page, stack: Stack) -> None:
-    page.goto(f"{stack.hq_url}/patients/{PATIENT}")
+    accounts.login(page, stack.hq_url, ADMIN, next_path=f"/patients/{PATIENT}")
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed", timeout=15_000)
     value = page.locator(f'.tile[data-patient="{PATIENT}"][data-metric="{SPO2}"] .value')
     expect(value).to_have_text(re.compile(r"^\d+(\.\d+)?$"), timeout=20_000)

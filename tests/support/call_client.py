@@ -203,9 +203,9 @@ class HqSession:
     """A participant's signalling socket to HQ, as call.js uses it: join (or resume), offer, wait for the
     answer; keeps what HQ pushes (quality, alerts, state) for tests to look at."""
 
-    def __init__(self, hq_url: str, consultation: str, *, name: str = "Dr Test") -> None:
+    def __init__(self, hq_url: str, consultation: str, token: str) -> None:
         self.url = hq_url.replace("http", "ws", 1) + f"/consultations/{consultation}/call/ws"
-        self.name = name
+        self.headers = {"Authorization": f"Bearer {token}"}  # an API token of a user who may join
         self.joined: dict[str, Any] = {}
         self.messages: list[dict[str, Any]] = []
         self._http: Any = None
@@ -227,9 +227,9 @@ class HqSession:
 
         await self.disconnect()
         self._http = aiohttp.ClientSession()
-        self._ws = await self._http.ws_connect(self.url)
+        self._ws = await self._http.ws_connect(self.url, headers=self.headers)
         self._reader = asyncio.create_task(self._read())
-        join: dict[str, Any] = {"type": "join", "name": self.name}
+        join: dict[str, Any] = {"type": "join"}
         if resume:
             join.update(peer=self.joined["peer"], token=self.joined["token"])
         await self._ws.send_json(join)

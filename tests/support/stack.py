@@ -20,6 +20,7 @@ from tests.support.netproxy import NetProxy
 from tests.support.ports import free_port, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[2]
+ADMIN = "admin"  # the stack's admin user; its password is tests.support.accounts.PASSWORD
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Stack:
         self.gateway_http_ports: dict[str, int] = {}
         self.gateway_env: dict[str, dict[str, str]] = {}
         self.proxies: list[NetProxy] = []
+        self.admin_token: str | None = None  # API token of the admin user ADMIN, made at the first start of HQ
         self.hq_extra_toml = hq_extra_toml  # more HQ configuration, e.g. a [calls] section
 
     # ---- processes ------------------------------------------------------------------------
@@ -107,6 +109,7 @@ class Stack:
             f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n'
             f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
+            "[auth]\nsecure_cookies = false\n"  # the console is reached over plain http on loopback
             + self.hq_extra_toml
         )
 
@@ -115,6 +118,11 @@ class Stack:
         path.write_text(self.hq_config_text())
         self._spawn("hq", [sys.executable, "-m", "hq", "serve", "--config", str(path)])
         wait_http_ok(f"http://127.0.0.1:{self.hq_port}/healthz", timeout_s=30)
+        if self.admin_token is None:
+            from tests.support import accounts
+
+            accounts.add_user(self.db_url, ADMIN, "admin", display_name="Test Admin")
+            self.admin_token = accounts.api_token(self.db_url, ADMIN)
 
     @property
     def hq_url(self) -> str:
@@ -224,12 +232,23 @@ class Stack:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return dict(json.load(resp))
 
-    def hq_get(self, path: str) -> dict[str, object]:
+    def hq_get(self, path: str, token: str | None = None) -> dict[str, object]:
+        """GET a JSON API path as the stack's admin (or the holder of `token`)."""
         import json
         import urllib.request
 
-        with urllib.request.urlopen(self.hq_url + path, timeout=10) as resp:
+        request = urllib.request.Request(self.hq_url + path,
+                                         headers={"Authorization": f"Bearer {token or self.admin_token}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return dict(json.load(resp))
+
+    def hq_page(self, path: str) -> str:
+        """A console page's HTML as the stack's admin."""
+        import urllib.request
+
+        request = urllib.request.Request(self.hq_url + path, headers={"Authorization": f"Bearer {self.admin_token}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return str(resp.read().decode())
 
     # ---- teardown -------------------------------------------------------------------------
     def stop(self) -> None:

@@ -32,6 +32,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_log_actor_user_id", "audit_log", ["actor_user_id"], unique=False)
     op.create_index("ix_audit_log_target", "audit_log", ["target_type", "target_id"], unique=False)
+    op.create_table(
+        "audit_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("last_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("last_hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
+    )
+    op.execute("INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, '" + "0" * 64 + "')")
     _forbid_audit_log_changes()
     op.create_table(
         "login_failures",
@@ -88,6 +96,8 @@ def upgrade() -> None:
         sa.Column("sent_ms", sa.BigInteger(), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("delivered_ms", sa.BigInteger(), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.Column("outcome_detail", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["gateway_id"], ["gateways.id"], name=op.f("fk_downlink_messages_gateway_id_gateways")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_downlink_messages")),
     )
@@ -123,6 +133,7 @@ def downgrade() -> None:
     op.drop_index("ix_audit_log_target", table_name="audit_log")
     op.drop_index("ix_audit_log_actor_user_id", table_name="audit_log")
     _allow_audit_log_changes()
+    op.drop_table("audit_head")
     op.drop_table("audit_log")
 
 

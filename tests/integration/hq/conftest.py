@@ -17,6 +17,7 @@ from gateway import tomlconfig, wire
 from gateway.mqttlink import LinkSettings, Message, MqttLink
 from hq.app import create_app
 from hq.config import HqConfig
+from tests.support import accounts
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 
@@ -24,6 +25,8 @@ from tests.support.ports import free_port
 def hq_config(broker: Mosquitto, db_url: str, extra: str = "") -> HqConfig:
     text = (f'[database]\nurl = "{db_url}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
             f'[http]\nport = {free_port()}\n{extra}')
+    if "[auth]" not in extra:
+        text += "\n[auth]\nsecure_cookies = false\n"
     return tomlconfig.loads(text, HqConfig, "test.toml")
 
 
@@ -31,10 +34,19 @@ def hq_config(broker: Mosquitto, db_url: str, extra: str = "") -> HqConfig:
 class RunningHq:
     app: web.Application
     url: str
-    http: aiohttp.ClientSession
+    http: aiohttp.ClientSession  # sends the admin's API token
+    db_url: str
+    admin_token: str
 
-    async def get_json(self, path: str, status: int = 200) -> Any:
-        async with self.http.get(self.url + path) as resp:
+    async def get_json(self, path: str, status: int = 200, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with self.http.get(self.url + path, headers=headers) as resp:
+            assert resp.status == status, await resp.text()
+            return await resp.json()
+
+    async def send_json(self, method: str, path: str, body: Any, status: int = 200, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with self.http.request(method, self.url + path, json=body, headers=headers) as resp:
             assert resp.status == status, await resp.text()
             return await resp.json()
 
@@ -50,8 +62,9 @@ async def running_hq(config: HqConfig) -> AsyncIterator[RunningHq]:
 
     try:
         await app[LINK].wait_connected(10)
-        async with aiohttp.ClientSession() as http:
-            yield RunningHq(app, f"http://127.0.0.1:{config.http.port}", http)
+        token = await asyncio.to_thread(accounts.user_with_token, config.database.url, "admin", "admin")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            yield RunningHq(app, f"http://127.0.0.1:{config.http.port}", http, config.database.url, token)
     finally:
         await runner.cleanup()
 

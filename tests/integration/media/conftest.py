@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 from hq.appkeys import ENGINE
 from hq.models import consultations
 from tests.integration.hq.conftest import RunningHq, hq_config, running_hq
+from tests.support import accounts
 from tests.support.call_client import loopback_ice
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -42,6 +43,14 @@ class CallStack:
     gateway_http: str
     consultation: str
     dir: Path
+    db_url: str
+
+    def token(self, username: str, role: str = "coordinator", display_name: str | None = None) -> str:
+        """An API token of a console user (made if new) who may join calls: a coordinator by default."""
+        clinic = CLINIC if role == "clinic_staff" else None
+        if display_name is not None:
+            accounts.add_user(self.db_url, username, role, display_name=display_name, clinic_id=clinic)
+        return accounts.user_with_token(self.db_url, username, role, clinic_id=clinic)
 
     @property
     def engine(self) -> sa.Engine:
@@ -79,7 +88,8 @@ def add_consultation(engine: sa.Engine, public_id: str = CONSULTATION) -> None:
 async def call_stack(broker: Mosquitto, tmp_path: Path, clip: Path, *, media: str = "", hq_extra: str = ""
                      ) -> AsyncIterator[CallStack]:
     with loopback_ice():
-        async with running_hq(hq_config(broker, f"sqlite:///{tmp_path / 'hq.db'}", hq_extra)) as hq, \
+        db_url = f"sqlite:///{tmp_path / 'hq.db'}"
+        async with running_hq(hq_config(broker, db_url, hq_extra)) as hq, \
                 RtspCamera(load_ts(clip)) as camera:
             http_port = free_port()
             config = tomlconfig.loads(gateway_config_text(broker, tmp_path / "gw", camera.url, http_port, media),
@@ -92,7 +102,7 @@ async def call_stack(broker: Mosquitto, tmp_path: Path, clip: Path, *, media: st
                     return any(g["gateway_id"] == GATEWAY and g["status"] == "online" for g in gateways)
                 await wait_for(online, what="the gateway online at HQ")
                 add_consultation(hq.app[ENGINE])
-                yield CallStack(hq, camera, f"http://127.0.0.1:{http_port}", CONSULTATION, tmp_path)
+                yield CallStack(hq, camera, f"http://127.0.0.1:{http_port}", CONSULTATION, tmp_path, db_url)
             finally:
                 stop.set()
                 await asyncio.wait_for(gateway, 30)

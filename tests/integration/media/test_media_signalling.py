@@ -17,7 +17,7 @@ from tests.support.mosquitto import Mosquitto
 async def test_a_participant_sees_the_clinic_camera_through_hq_signalling(broker: Mosquitto, tmp_path: Path,
                                                                           clip: Path) -> None:
     async with call_stack(broker, tmp_path, clip) as stack:
-        session = HqSession(stack.hq.url, stack.consultation, name="Dr Wang")
+        session = HqSession(stack.hq.url, stack.consultation, stack.token("wang", display_name="Dr Wang"))
         joined = await session.connect()
         assert joined["slots"][:3] == ["camera", "camera", "clinic-audio"] and not joined["resumed"]
         client = CallClient(session.slots, ice_servers=session.ice_servers())
@@ -59,9 +59,12 @@ async def test_a_participant_sees_the_clinic_camera_through_hq_signalling(broker
 async def test_an_unknown_consultation_or_a_full_call_is_refused(broker: Mosquitto, tmp_path: Path,
                                                                clip: Path) -> None:
     async with call_stack(broker, tmp_path, clip, media="max_remote_parties = 1") as stack:
-        async with stack.hq.http.ws_connect(stack.hq.url.replace("http", "ws") + "/consultations/C-NOPE/call/ws") as ws:
+        token = stack.token("coordinator-1")
+        ws_url = stack.hq.url.replace("http", "ws") + "/consultations/C-NOPE/call/ws"
+        async with stack.hq.http.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"}) as ws:
             assert (await ws.receive_json()) == {"type": "error", "reason": "there is no consultation C-NOPE"}
-        first, second = HqSession(stack.hq.url, stack.consultation), HqSession(stack.hq.url, stack.consultation)
+        first, second = HqSession(stack.hq.url, stack.consultation, token), HqSession(
+            stack.hq.url, stack.consultation, stack.token("coordinator-2"))
         await first.connect()
         await second.connect()
         a = CallClient(first.slots, ice_servers=first.ice_servers())
@@ -79,3 +82,48 @@ async def test_an_unknown_consultation_or_a_full_call_is_refused(broker: Mosquit
                 await c.close()
             for s in (first, second):
                 await s.disconnect()
+
+
+async def test_only_coordinators_admins_and_the_consultations_experts_may_join(broker: Mosquitto, tmp_path: Path,
+                                                                               clip: Path) -> None:
+    import time
+
+    import aiohttp
+
+    from hq.models import audit_log, consultations, departments, experts, users
+
+    async with call_stack(broker, tmp_path, clip) as stack:
+        tokens = {name: stack.token(name, role) for name, role in (
+            ("expert-yes", "expert"), ("expert-no", "expert"), ("nurse", "clinic_staff"), ("coord", "coordinator"))}
+        now = int(time.time() * 1000)
+        with stack.engine.begin() as conn:
+            department = conn.execute(departments.insert().values(code="cardiology", name="Cardiology")
+                                      ).inserted_primary_key[0]
+            ids = {}
+            for name in ("expert-yes", "expert-no"):
+                user = conn.execute(sa.select(users.c.id).where(users.c.username == name)).scalar_one()
+                ids[name] = conn.execute(experts.insert().values(
+                    user_id=user, name=name, department_id=department, languages=["en"], created_ms=now,
+                    profile_updated_ms=now)).inserted_primary_key[0]
+            conn.execute(consultations.update().where(consultations.c.public_id == stack.consultation)
+                         .values(expert_id=ids["expert-yes"]))
+        url = stack.hq.url.replace("http", "ws") + f"/consultations/{stack.consultation}/call/ws"
+        async with aiohttp.ClientSession() as http:  # not the fixture's, which sends an admin's token
+            # Not logged in: sent to the login page (200 there, not 101), as for every console page.
+            for name, expected in (("expert-no", 403), ("nurse", 403), (None, 200)):
+                headers = {"Authorization": f"Bearer {tokens[name]}"} if name else {}
+                try:
+                    async with http.ws_connect(url, headers=headers):
+                        raise AssertionError(f"{name} opened the call socket")
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert exc.status == expected, name
+        for name in ("expert-yes", "coord"):
+            session = HqSession(stack.hq.url, stack.consultation, tokens[name])
+            assert (await session.connect())["peer"]
+            await session.leave()
+            await session.disconnect()
+        with stack.engine.connect() as conn:
+            joins = conn.execute(sa.select(audit_log.c.actor).where(audit_log.c.action == "call.join",
+                                                                   audit_log.c.target_id == stack.consultation)
+                                 ).scalars().all()
+        assert sorted(joins) == ["user:coord", "user:expert-yes"]

@@ -32,7 +32,7 @@ async def test_subscription_filters_and_gateway_goes_to_all() -> None:
     p1, everything = hub.connect(), hub.connect()
     p1.subscription = Subscription(patient_id="P1")
     hub.publish_observations([item("P1"), item("P2"), item("P1", kind="waveform")])
-    hub.publish_gateway({"gateway_id": "gw1"})
+    hub.publish_gateway({"gateway_id": "gw1", "clinic_id": "c1"})
     got = await p1.next()
     assert [i["patient_id"] for i in got["items"]] == ["P1"]
     assert (await p1.next())["type"] == "gateway"
@@ -45,8 +45,8 @@ async def test_next_waits_for_a_message() -> None:
     waiter = asyncio.create_task(client.next())
     await asyncio.sleep(0)
     assert not waiter.done()
-    hub.publish_gateway({"gateway_id": "gw1"})
-    assert (await asyncio.wait_for(waiter, 1))["gateway"] == {"gateway_id": "gw1"}
+    hub.publish_gateway({"gateway_id": "gw1", "clinic_id": "c1"})
+    assert (await asyncio.wait_for(waiter, 1))["gateway"] == {"gateway_id": "gw1", "clinic_id": "c1"}
 
 
 def test_parse_subscription() -> None:
@@ -58,3 +58,34 @@ def test_parse_subscription() -> None:
                 '{"subscribe": {"patient_id": 7}}'):
         with pytest.raises(SubscriptionError):
             parse_subscription(bad)
+
+
+async def test_clinic_staff_receive_only_their_clinic_and_experts_no_fleet_data() -> None:
+    from hq.live import Audience
+
+    hub = LiveHub()
+    staff = hub.connect(Audience(user_id=1, role="clinic_staff", clinic_id="c1"))
+    expert = hub.connect(Audience(user_id=2, role="expert", observations=False))
+    coordinator = hub.connect(Audience(user_id=3, role="coordinator"))
+    hub.publish_observations([item("P1", clinic="c1"), item("P9", clinic="c2")])
+    hub.publish_gateway({"gateway_id": "gw2", "clinic_id": "c2"})
+    assert [i["patient_id"] for i in (await staff.next())["items"]] == ["P1"]
+    assert staff.pending() == 0 and expert.pending() == 0
+    assert [i["patient_id"] for i in (await coordinator.next())["items"]] == ["P1", "P9"]
+    assert (await coordinator.next())["type"] == "gateway"
+
+
+async def test_notify_reaches_the_users_roles_and_clinic_it_names() -> None:
+    from hq.live import Audience
+
+    hub = LiveHub()
+    alice = hub.connect(Audience(user_id=1, role="expert", observations=False))
+    bob = hub.connect(Audience(user_id=2, role="expert", observations=False))
+    staff_c1 = hub.connect(Audience(user_id=3, role="clinic_staff", clinic_id="c1"))
+    staff_c2 = hub.connect(Audience(user_id=4, role="clinic_staff", clinic_id="c2"))
+    admin = hub.connect(Audience(user_id=5, role="admin"))
+    assert hub.notify({"type": "offer"}, user_ids=[1]) == 1
+    assert (await alice.next()) == {"type": "offer"} and bob.pending() == 0
+    assert hub.notify({"type": "booked"}, roles=["clinic_staff"], clinic_id="c1") == 2  # the staff and the admin
+    assert staff_c1.pending() == 1 and staff_c2.pending() == 0 and admin.pending() == 1
+    assert [c.audience.user_id for c in hub.disconnect_user(2)] == [2]
