@@ -109,6 +109,7 @@
     setText("connection", "left");
   });
 
+  window.localCall = {pc: function () { return pc; }, peer: function () { return peer; }};  // for tests
   const start = navigator.mediaDevices && navigator.mediaDevices.getUserMedia
     ? navigator.mediaDevices.getUserMedia({audio: true}).then(function (s) { mic = s; }, function () { mic = null; })
     : Promise.resolve();
