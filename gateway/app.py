@@ -88,7 +88,9 @@ def build(config: GatewayConfig) -> Gateway:
     receivers: list[Callable[[Message], None]] = []
     if config.media.enabled:
         gw.media = MediaService(config, link, store=outbox.append, devices=gw.devices,
-                                on_device_change=uplink.status_changed)
+                                on_device_change=uplink.status_changed,
+                                outbox_busy=lambda: any(outbox.count(lane) for lane in wire.Lane
+                                                        if lane < wire.Lane.BULK))
         subscriptions += gw.media.subscriptions
         receivers.append(gw.media.on_message)
 

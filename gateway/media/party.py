@@ -33,7 +33,6 @@ class PartyMedia:
         self.video_encoder = VideoEncoder(self.video, kbps=min(media.video_kbps, 800), max_height=PARTY_MAX_HEIGHT)
         self.frames_in = {"audio": 0, "video": 0}
         self.last_frame_s: dict[str, float] = {}
-        self.listeners = 0  # recorders: voice is encoded for them even when no other participant listens
         self._clock = TimestampMapper(VIDEO_CLOCK)
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self.video_encoder.run())]
 
@@ -55,7 +54,7 @@ class PartyMedia:
             self.frames_in[kind] += 1
             self.last_frame_s[kind] = now
             if isinstance(frame, av.AudioFrame):
-                if self.voice.viewers or self.listeners:
+                if self.voice.viewers:  # other participants, or a recording
                     self.voice_encoder.encode(frame)
             elif isinstance(frame, av.VideoFrame) and self.video.viewers:
                 self.video_encoder.submit(frame, self._clock.map(frame.time, now))

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aioice.ice
 from aiortc import (
@@ -212,8 +212,11 @@ class PeerSession:
                 target = slot.track.target
                 source = None if target is None else slot.sources.get(target, target.name)
                 reported = Reported(slot.feedback.fraction_lost, slot.feedback.jitter_ticks, rtt)
-                streams.append(stream_quality(slot.name, kind, StreamDirection.OUT, slot.previous, current, reported,
-                                              clock, tier=tiers.get(slot.name), source=source))
+                quality = stream_quality(slot.name, kind, StreamDirection.OUT, slot.previous, current, reported,
+                                         clock, tier=tiers.get(slot.name), source=source)
+                if c.packets == 0:
+                    quality = replace(quality, fps=None)  # not started yet (waiting for a keyframe): not frozen
+                streams.append(quality)
             else:
                 current, reported = await _receiver_counters(slot.transceiver.receiver, now,
                                                              self.uplink.frames_in[kind])

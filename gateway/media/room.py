@@ -181,6 +181,14 @@ class CallRoom:
         if changed and self._on_change is not None:
             self._on_change(self)
 
+    def voices(self) -> dict[str, PacketRelay]:
+        """Every voice in the call now, for its recording: the clinic's and each remote participant's."""
+        found = {p.peer_id: p.uplink.voice for p in self.remote_peers() if p.state not in ("closed", "failed")}
+        clinic = self.clinic_voice()
+        if clinic is not None:
+            found["clinic"] = clinic[0]
+        return found
+
     # ---- reporting -------------------------------------------------------------------------
     async def quality(self, interval_s: float, time_ms: int) -> CallQuality:
         peers = [await p.quality(tiers=self._tiers.get(p.peer_id, {})) for p in list(self.peers.values())]

@@ -20,10 +20,13 @@ from gateway.capture import DeviceHealth, state_event
 from gateway.config import CameraConfig, GatewayConfig
 from gateway.media.camera import Camera, redact
 from gateway.media.peer import OfferError, ice_configuration, restrict_host_addresses
+from gateway.media.recorder import Recorder, RecorderError
+from gateway.media.recordings import Manifest, RecordingFiles
 from gateway.media.room import CallFull, CallRoom
+from gateway.media.upload import RecordingUploader
 from gateway.mqttlink import Message, MqttError, MqttLink
 from gateway.outbox import Entry, OutboxError
-from gateway.wire import CallSignal, Party, SignalType, SlotRole
+from gateway.wire import CallSignal, Lane, Party, SignalType, SlotRole
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ INBOX_IDLE_S = 120.0  # a participant's signalling worker ends after this long w
 STATE_DEBOUNCE_S = 0.3
 REAP_INTERVAL_S = 2.0
 LOCAL_PEER_PREFIX = "lan-"
+RECORDING_EVENT = "RECORDING"  # the bulk-lane event announcing a finished recording (hq.recordings handles it)
 
 
 def clock_ms() -> int:
@@ -40,7 +44,8 @@ def clock_ms() -> int:
 
 class MediaService:
     def __init__(self, config: GatewayConfig, link: MqttLink, *, store: Store,
-                 devices: dict[str, DeviceHealth], on_device_change: Callable[[], None]) -> None:
+                 devices: dict[str, DeviceHealth], on_device_change: Callable[[], None],
+                 outbox_busy: Callable[[], bool] = lambda: False) -> None:
         self.config = config
         self.media = config.media
         self.gateway_id = config.gateway.id
@@ -56,6 +61,11 @@ class MediaService:
         self._room_tasks: dict[str, asyncio.Task[None]] = {}
         self._state_due: set[str] = set()
         self._camera_group: asyncio.TaskGroup | None = None
+        self._recorders: dict[str, Recorder] = {}
+        self.files = RecordingFiles(config.recordings_dir, self.media.recordings_quota_bytes)
+        self.outbox_busy = outbox_busy
+        self.uploader = RecordingUploader(self.files, link, self.gateway_id, chunk_bytes=self.media.upload_chunk_bytes,
+                                          kbps=self.media.upload_kbps, may_send=self._may_upload)
         for camera_config in config.camera:
             self.add_camera(Camera(camera_config, self.media, self.camera_health(camera_config), self._camera_state))
         if self.media.ice_host_addresses:
@@ -87,9 +97,10 @@ class MediaService:
     # ---- MQTT ------------------------------------------------------------------------------
     @property
     def subscriptions(self) -> list[tuple[str, int]]:
-        return [(wire.call_down_topic(self.gateway_id), 1)]
+        return [(wire.call_down_topic(self.gateway_id), 1), *self.uploader.subscriptions]
 
     def on_message(self, message: Message) -> None:
+        self.uploader.on_message(message)
         if message.topic != wire.call_down_topic(self.gateway_id):
             return
         try:
@@ -196,6 +207,7 @@ class MediaService:
             task.cancel()
         if room is None:
             return
+        await self._stop_recording(room)
         for peer in room.remote_peers():
             await self._publish(CallSignal(SignalType.BYE, consultation_id, peer.peer_id, clock_ms(),
                                            reason="the call ended"))
@@ -203,7 +215,8 @@ class MediaService:
         log.info("call %s: ended", consultation_id)
 
     async def _reap(self) -> None:
-        """End calls nobody is in, and calls whose remote participants all left `call_idle_s` ago."""
+        """End calls nobody is in, and calls whose remote participants all left `call_idle_s` ago; start and
+        stop recordings as consent and participants come and go."""
         while True:
             await asyncio.sleep(REAP_INTERVAL_S)
             now = time.monotonic()
@@ -212,6 +225,69 @@ class MediaService:
                 if not room.peers or (had_remote and not room.has_remote()
                                       and now - room.last_remote_s > self.media.call_idle_s):
                     await self.end_call(consultation_id)
+                else:
+                    await self._keep_recording(room)
+
+    # ---- recordings ------------------------------------------------------------------------
+    async def _keep_recording(self, room: CallRoom) -> None:
+        """Record while the clinic consents and a remote participant is in the call."""
+        wanted = room.consent and room.has_remote() and bool(self.cameras)
+        recorder = self._recorders.get(room.consultation_id)
+        if wanted and recorder is None:
+            if not self.files.has_room():
+                note = "not recorded: the gateway's disk for recordings is full"
+                if room.recording_note != note:
+                    log.error("call %s: %s (%d bytes wait for upload)", room.consultation_id, note,
+                              self.files.used_bytes())
+                    room.recording_note = note
+                    self._room_changed(room)
+                return
+            started_ms = clock_ms()
+            recording_id = f"{self.gateway_id}.{started_ms}.{secrets.token_hex(3)}"
+            path = self.files.begin(recording_id, room.consultation_id, self.config.gateway.clinic_id, started_ms)
+            recorder = Recorder(path, self.cameras[0].main, room.voices)
+            await recorder.start()
+            self._recorders[room.consultation_id] = recorder
+            room.recording, room.recording_note = True, None
+            log.info("call %s: recording %s started (the clinic consented)", room.consultation_id, recording_id)
+            self._room_changed(room)
+        elif not wanted and recorder is not None:
+            await self._stop_recording(room)
+
+    async def _stop_recording(self, room: CallRoom) -> None:
+        recorder = self._recorders.pop(room.consultation_id, None)
+        if recorder is None:
+            return
+        room.recording = False
+        self._room_changed(room)
+        recording_id = recorder.path.stem
+        try:
+            written = await recorder.stop()
+            manifest = await asyncio.to_thread(self.files.finish, recording_id, written.ended_ms)
+        except (RecorderError, OSError) as exc:
+            log.error("call %s: recording %s lost: %s", room.consultation_id, recording_id, exc)
+            self.files.delete(recording_id)
+            return
+        log.info("call %s: recording %s finished: %d frames, %d bytes%s", room.consultation_id, recording_id,
+                 written.video_frames, manifest.size_bytes,
+                 f", {written.dropped} packets dropped" if written.dropped else "")
+        await self._announce(manifest)
+
+    async def _announce(self, manifest: Manifest) -> None:
+        # In the bulk lane: HQ learns of it (and shows it on the consultation) after everything more urgent.
+        entry = Entry(kind="event", metric=RECORDING_EVENT, value=float(manifest.size_bytes), unit="By",
+                      time_ms=manifest.started_ms, recv_ms=clock_ms(), patient_id=manifest.patient_id,
+                      device_id=self.gateway_id, extra=manifest.event_extra(), lane_hint=Lane.BULK)
+        try:
+            await self.store([entry])
+        except OutboxError as exc:
+            log.error("recording %s: announcement not stored (its upload announces it): %s", manifest.recording_id,
+                      exc)
+        self.uploader.wake()
+
+    def _may_upload(self) -> bool:
+        live = any(room.has_remote() for room in self.rooms.values())
+        return not self.outbox_busy() and (self.media.upload_during_calls or not live)
 
     async def _report_quality(self) -> None:
         interval = self.media.stats_interval_s
@@ -237,6 +313,7 @@ class MediaService:
         room.consent = consent
         log.info("call %s: consent to record %s", consultation_id, "given" if consent else "withdrawn")
         self._room_changed(room)
+        await self._keep_recording(room)
 
     # ---- screens on the clinic's LAN -------------------------------------------------------
     async def join_local(self, consultation_id: str, peer_id: str | None, name: str, slots: tuple[SlotRole, ...],
@@ -257,9 +334,12 @@ class MediaService:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
+        for manifest in await asyncio.to_thread(self.files.finish_orphans):
+            await self._announce(manifest)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._camera_group = tg
+                tg.create_task(self.uploader.run())
                 for camera in self.cameras:
                     tg.create_task(camera.run(), name=f"camera-{camera.id}")
                 tg.create_task(self._reap())
