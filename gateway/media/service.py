@@ -19,6 +19,7 @@ from gateway import wire
 from gateway.capture import DeviceHealth, state_event
 from gateway.config import CameraConfig, GatewayConfig
 from gateway.media.camera import Camera, redact
+from gateway.media.discovery import CameraDiscovery, FoundCamera, camera_id
 from gateway.media.peer import OfferError, ice_configuration, restrict_host_addresses
 from gateway.media.recorder import Recorder, RecorderError
 from gateway.media.recordings import Manifest, RecordingFiles
@@ -66,8 +67,11 @@ class MediaService:
         self.outbox_busy = outbox_busy
         self.uploader = RecordingUploader(self.files, link, self.gateway_id, chunk_bytes=self.media.upload_chunk_bytes,
                                           kbps=self.media.upload_kbps, may_send=self._may_upload)
+        wants_mdns = self.media.discover_cameras or any(c.mdns_name for c in config.camera)
+        self.discovery = CameraDiscovery(self.media.discovery_interfaces, on_found=self._found) if wants_mdns else None
         for camera_config in config.camera:
-            self.add_camera(Camera(camera_config, self.media, self.camera_health(camera_config), self._camera_state))
+            self.add_camera(Camera(camera_config, self.media, self.camera_health(camera_config), self._camera_state,
+                                   resolve=self._resolver(camera_config)))
         if self.media.ice_host_addresses:
             restrict_host_addresses(self.media.ice_host_addresses)
 
@@ -78,6 +82,23 @@ class MediaService:
         health = DeviceHealth(camera.id, str(camera.kind), source)
         self.devices[camera.id] = health
         return health
+
+    def _resolver(self, camera: CameraConfig) -> Callable[[], str | None] | None:
+        """For a camera found by mDNS: its URL now (None while it is not found)."""
+        discovery, name = self.discovery, camera.mdns_name
+        if discovery is None or name is None:
+            return None
+        return lambda: discovery.url_of(name, camera.rtsp_path)
+
+    def _found(self, found: FoundCamera) -> None:
+        """A camera announced itself: with `discover_cameras`, it is used like a configured one."""
+        if not self.media.discover_cameras or any(c.config.mdns_name == found.name for c in self.cameras):
+            return
+        config = CameraConfig(id=camera_id(found.name, set(self.devices)), mdns_name=found.name, label=found.name)
+        log.info("camera %r found on the LAN: using it as %s", found.name, config.id)
+        self.add_camera(Camera(config, self.media, self.camera_health(config), self._camera_state,
+                               resolve=self._resolver(config)))
+        self.on_device_change()
 
     def add_camera(self, camera: Camera) -> None:
         self.cameras.append(camera)
@@ -340,6 +361,8 @@ class MediaService:
             async with asyncio.TaskGroup() as tg:
                 self._camera_group = tg
                 tg.create_task(self.uploader.run())
+                if self.discovery is not None:
+                    tg.create_task(self.discovery.run())
                 for camera in self.cameras:
                     tg.create_task(camera.run(), name=f"camera-{camera.id}")
                 tg.create_task(self._reap())
