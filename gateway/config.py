@@ -240,6 +240,9 @@ class MediaSection:
         "Bitrate of a camera's low-rate copy, for viewers whose link cannot carry the main stream."))
     low_tier_height: int = field(default=360, metadata=_doc("Picture height of the low-rate copy."))
     low_tier_fps: int = field(default=15, metadata=_doc("Frame rate of the low-rate copy."))
+    tier_probe_s: float = field(default=10.0, metadata=_doc(
+        "A viewer moved to a lower video tier tries the next one up after this long on a clean link; the wait "
+        "doubles after each try that fails (up to 12 times this)."))
     audio_kbps: int = field(default=32, metadata=_doc(
         "Opus bitrate of the voices the gateway relays (with in-band FEC); voice goes on when video is cut."))
     call_idle_s: float = field(default=20.0, metadata=_doc(
@@ -273,6 +276,8 @@ class MediaSection:
                 raise ValueError(f"{name} {getattr(self, name)} must be {low}-{high}")
         if self.low_tier_kbps >= self.video_kbps:
             raise ValueError(f"low_tier_kbps {self.low_tier_kbps} must be below video_kbps {self.video_kbps}")
+        if not 1 <= self.tier_probe_s <= 600:
+            raise ValueError(f"tier_probe_s {self.tier_probe_s} must be 1-600")
         if self.call_idle_s <= 0:
             raise ValueError("call_idle_s must be positive")
         if self.recordings_quota_bytes < 64 * 1024**2:

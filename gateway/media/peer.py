@@ -33,7 +33,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from gateway.config import MediaSection
 from gateway.media import rtcp
-from gateway.media.bitrate import TierController
+from gateway.media.bitrate import TierController, TierPolicy
 from gateway.media.party import PartyMedia
 from gateway.media.quality import Counters, Reported, stream_quality
 from gateway.media.relay import PacketRelay, RelayedTrack
@@ -106,7 +106,8 @@ class PeerSession:
         self.roles = slots
         self.pc = RTCPeerConnection(ice)
         self.uplink = PartyMedia(peer_id, media)
-        self.controller = TierController(now_s=time.monotonic())
+        self.controller = TierController(TierPolicy(probe_after_s=media.tier_probe_s,
+                                                    probe_max_s=12 * media.tier_probe_s), now_s=time.monotonic())
         self.slots: list[Slot] = []
         self.created_s = time.monotonic()
         self._on_change = on_change
@@ -242,7 +243,8 @@ async def _sender_rtt(sender: RTCRtpSender) -> float | None:
     for item in stats.values():
         if getattr(item, "type", None) == "remote-inbound-rtp":
             rtt = getattr(item, "roundTripTime", None)
-            return float(rtt) if rtt is not None else None
+            # aiortc's smoothed RTT goes negative for a while after a report about an older sender report.
+            return float(rtt) if rtt is not None and rtt >= 0 else None
     return None
 
 

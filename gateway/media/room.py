@@ -47,6 +47,7 @@ class CallRoom:
         self.last_remote_s = self.started_s  # when a remote participant was last connected
         self._on_change = on_change
         self._tiers: dict[str, dict[str, str]] = {}  # peer -> slot name -> tier
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ---- who is in the call ------------------------------------------------------------
     def remote_peers(self) -> list[PeerSession]:
@@ -69,11 +70,14 @@ class CallRoom:
         except BaseException:
             await session.close()
             raise
+        self.peers[peer_id] = session
         if old is not None:
             log.info("call %s: participant %s reconnected; the new connection replaces the old one",
                      self.consultation_id, peer_id)
-            await old.close()
-        self.peers[peer_id] = session
+            # Not awaited: closing a connection whose path died can wait on it for long, the answer must not.
+            closing = asyncio.create_task(old.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         self.assign()
         return answer
 

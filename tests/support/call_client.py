@@ -114,6 +114,7 @@ class CallClient:
         self.pc: RTCPeerConnection | None = None
         self.received: dict[str, Received] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: list[asyncio.Task[None]] = []
         self.connections = 0
 
     @staticmethod
@@ -128,8 +129,11 @@ class CallClient:
         return names
 
     async def join(self, signal: Signal) -> None:
-        """Connect (again): a new connection replaces any earlier one, as call.js does after a network change."""
-        await self._close_pc()
+        """Connect (again): a new connection replaces any earlier one, as call.js does after a network change
+        (the old one is closed in the background, as a browser does: closing over a dead path can take long)."""
+        if self.pc is not None:
+            old, self.pc, tasks, self._tasks = self.pc, None, self._tasks, []
+            self._closing.append(asyncio.create_task(self._close(old, tasks)))
         pc = self.pc = RTCPeerConnection(self.config)
         self.connections += 1
         names = self.slot_names(self.slots)
@@ -187,16 +191,21 @@ class CallClient:
         assert self.pc is not None
         return dict(await self.pc.getStats())
 
-    async def _close_pc(self) -> None:
-        for task in self._tasks:
+    @staticmethod
+    async def _close(pc: RTCPeerConnection, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
             task.cancel()
-        self._tasks.clear()
+        await pc.close()
+
+    async def _close_pc(self) -> None:
         if self.pc is not None:
-            await self.pc.close()
-            self.pc = None
+            pc, tasks, self.pc, self._tasks = self.pc, self._tasks, None, []
+            await self._close(pc, tasks)
 
     async def close(self) -> None:
         await self._close_pc()
+        for task in self._closing:
+            task.cancel()
 
 
 class HqSession:
