@@ -108,3 +108,35 @@ async def test_a_participant_who_redials_keeps_their_place_and_a_full_call_refus
         finally:
             for c in (clinic, first, second, third):
                 await c.close()
+
+
+async def test_many_joins_and_leaves_leave_nothing_behind(clip: Path) -> None:
+    import gc
+
+    from aiortc import RTCPeerConnection
+
+    from gateway.media.relay import RelayedTrack
+
+    def alive(kind: type) -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, kind))
+
+    async with camera_room(clip) as (room, camera):
+        baseline_tasks = 0
+        for cycle in range(12):
+            clients = [CallClient(EXPERT_SLOTS) for _ in range(2)]
+            for i, client in enumerate(clients):
+                await client.join(joiner(room, f"churn-{cycle}-{i}", f"Dr {i}"))
+            await clients[0].wait_frames("camera-0", 3)
+            for i, client in enumerate(clients):
+                await client.close()
+                await room.leave(f"churn-{cycle}-{i}")
+            if cycle == 0:
+                await asyncio.sleep(1.0)
+                baseline_tasks = len(asyncio.all_tasks())  # the camera's own tasks, once it runs
+        await asyncio.sleep(1.0)  # connections finish closing
+        assert camera.main.viewers == 0 and camera.audio.viewers == 0 and not room.peers
+        assert alive(RTCPeerConnection) == 0
+        assert alive(RelayedTrack) == 0
+        leftover = [t.get_coro().__qualname__ for t in asyncio.all_tasks()]
+        assert len(leftover) <= baseline_tasks, leftover
