@@ -147,5 +147,7 @@ class LocalApi:
                               "Errors litestream logged (e.g. the replica unreachable; it retries).",
                               gw.replicator.errors_total),
             ]
+        if gw.media is not None:
+            metrics += gw.media.metrics()
         return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 
 from gateway import wire
 from gateway.mqttlink import Message, MqttError, MqttLink
+from gateway.prometheus import Family
 from gateway.wire import CallSignal, IceCandidate, IceServer, Party, SignalType, SlotRole
 from hq import audit, call_store, openapi
 from hq.appkeys import CALLS, CONFIG, ENGINE
@@ -327,6 +328,16 @@ class CallRelay:
             with contextlib.suppress(MqttError):
                 await self._publish(live, SignalType.BYE, reason="connection lost")
 
+    def metrics(self) -> list[Family]:
+        return [
+            Family.single("hq_call_participants", "gauge", "Call participants with their socket on this worker",
+                          len(self.peers)),
+            Family.single("hq_call_signals_relayed_total", "counter", "Gateway call signals relayed to browsers",
+                          self.signals_relayed),
+            Family.single("hq_call_quality_samples_total", "counter", "Call-quality samples stored by this worker",
+                          self.samples_stored),
+        ]
+
     # ---- background ------------------------------------------------------------------------
     async def run(self) -> None:
         """Deletes quality samples past their retention, hourly."""
@@ -381,6 +392,14 @@ def sample_json(row: dict[str, Any]) -> dict[str, Any]:
 def participant_json(row: dict[str, Any]) -> dict[str, Any]:
     return {"peer": row["peer_id"], "name": row["name"], "role": row["role"], "joined": iso_from_ms(row["joined_ms"]),
             "left": iso_from_ms(row["left_ms"])}
+
+
+def open_alerts_family(engine: sa.Engine) -> Family:
+    """Open call-quality alerts per gateway, for /metrics (and so for the fleet's alerting)."""
+    with engine.connect() as conn:
+        counts = call_store.open_alert_counts(conn)
+    return Family("hq_call_alerts_open", "gauge", "Open call-quality alerts, per gateway",
+                  {(("gateway", gw),): n for gw, n in counts.items()})
 
 
 def call_summary(engine: sa.Engine, public_id: str) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway import wire
 from gateway.mqttlink import Message, MqttError, MqttLink
+from gateway.prometheus import Family
 from gateway.wire import RecordingChunk, RecordingOffer, RecordingProgress, RecordingState
 from hq import audit, openapi
 from hq.appkeys import ENGINE, RECORDINGS
@@ -186,6 +187,16 @@ class RecordingStore:
         log.info("recording %s of consultation %s complete (%d bytes)", row["recording_id"],
                  row["consultation_public_id"], row["size_bytes"])
         return RecordingProgress(row["recording_id"], row["size_bytes"], RecordingState.COMPLETE)
+
+    def metrics(self) -> list[Family]:
+        return [
+            Family.single("hq_recording_bytes_received_total", "counter", "Recording bytes stored by this worker",
+                          self.bytes_received),
+            Family.single("hq_recordings_completed_total", "counter", "Recordings received whole, SHA-256 checked",
+                          self.completed),
+            Family.single("hq_recordings_corrupt_total", "counter",
+                          "Uploads whose SHA-256 did not match (sent again by the gateway)", self.corrupt),
+        ]
 
     async def close(self) -> None:
         for task in list(self._tasks):

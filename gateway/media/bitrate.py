@@ -43,9 +43,10 @@ class TierPolicy:
 class TierController:
     """One viewer's tier, from its link reports. `update` returns the tier to send from now on.
 
-    Down: on severe loss at once, on loss for two reports or a receiver estimate (REMB) below the tier's bitrate
-    for three; to the best lower tier that fits what got through. Up: a probe one tier up after a clean wait
-    (doubling after each failed probe), or sooner when the receiver's estimate says the next tier fits.
+    Down: on severe loss at once, on loss for two reports, or for three reports of some loss with a receiver
+    estimate (REMB) fallen below the tier's bitrate; to the best lower tier that fits what got through.
+    Up: a probe one tier up after a clean wait (doubling after each failed probe), or sooner when the
+    receiver's estimate says the next tier fits.
     """
 
     def __init__(self, policy: TierPolicy | None = None, *, tiers: Sequence[str] = TIERS, start: str = "main",
@@ -79,11 +80,14 @@ class TierController:
             return self._step_down(now_s, tier_kbps)
         self._bad = self._bad + 1 if loss >= p.loss_high else 0
         # A receiver's estimator ramps up slowly from a low start: only an estimate that fell (it detected
-        # queueing on the link) says the link is short, not one still climbing towards what is sent.
+        # queueing on the link) says the link is short, not one still climbing towards what is sent. And only
+        # with some loss beside it: delay alone is also what a busy CPU at either end looks like, and switching
+        # a viewer's stream on a hiccup costs a visible step in the picture.
         fell = remb is not None and bool(self._recent_rembs) and remb < max(self._recent_rembs) * p.estimate_drop
         if remb is not None:
             self._recent_rembs.append(remb)
-        self._low_estimates = self._low_estimates + 1 if fell and not self._fits(self.tier, tier_kbps, remb) else 0
+        short = fell and loss >= p.loss_ok and not self._fits(self.tier, tier_kbps, remb)
+        self._low_estimates = self._low_estimates + 1 if short else 0
         if self._bad >= p.bad_reports_to_step_down or self._low_estimates >= p.low_estimate_reports_to_step_down:
             return self._step_down(now_s, tier_kbps)
         if self._bad or self._low_estimates:

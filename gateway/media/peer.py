@@ -9,13 +9,17 @@ packets labelled as VP8). Not the room's policy of who sees what: `gateway.media
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aioice.ice
+import aioice.stun
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -67,6 +71,42 @@ def restrict_host_addresses(addresses: list[str]) -> None:
         return [a for a in wanted if (use_ipv6 if ":" in a else use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+CONSENT_RETRANSMISSIONS = 3  # a consent check waits 0.5 + 1 + 2 + 4 s for its answer
+
+
+def tolerate_slow_links() -> None:
+    """Keep calls over links with a long round trip, process-wide.
+
+    aioice gives each consent check (RFC 7675, one every ~5 s) half a second for its answer and drops the
+    connection after six misses: over a satellite or congested mobile link (round trip over 500 ms), or from a
+    starved CPU, every call ended after 30 s. Here a check may wait 7.5 s (retransmitted like any STUN
+    request); consent still expires on a link that stays dead.
+    """
+    ice = aioice.ice
+
+    async def query_consent(self: Any) -> None:
+        assert self.remote_password is not None
+        failures = 0
+        while True:
+            await asyncio.sleep(ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+            for pair in self._nominated.values():
+                request = self.build_request(pair, nominate=False)
+                try:
+                    await pair.protocol.request(request, pair.remote_addr,
+                                                integrity_key=self.remote_password.encode("utf8"),
+                                                retransmissions=CONSENT_RETRANSMISSIONS)
+                    failures = 0
+                except aioice.stun.TransactionError:
+                    failures += 1
+                if failures >= ice.CONSENT_FAILURES:
+                    log.info("ICE consent to send expired for %s", pair)
+                    self._query_consent_task = None
+                    await self.close()
+                    return
+
+    ice.Connection.query_consent = query_consent  # type: ignore[method-assign]
 
 
 def media_kinds(sdp: str) -> list[str]:

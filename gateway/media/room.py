@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CLINIC_VOICE_LABEL = "Clinic"
 CONTROL_INTERVAL_S = 1.0
+DEAD_PEER_GRACE_S = 15.0
 
 
 class CallFull(Exception):
@@ -35,7 +36,8 @@ class CallFull(Exception):
 
 class CallRoom:
     def __init__(self, consultation_id: str, media: MediaSection, cameras: Sequence[Camera], *,
-                 on_change: Callable[[CallRoom], None] | None = None) -> None:
+                 on_change: Callable[[CallRoom], None] | None = None, dead_peer_grace_s: float = DEAD_PEER_GRACE_S
+                 ) -> None:
         self.consultation_id = consultation_id
         self.media = media
         self.cameras = list(cameras)
@@ -48,6 +50,8 @@ class CallRoom:
         self._on_change = on_change
         self._tiers: dict[str, dict[str, str]] = {}  # peer -> slot name -> tier
         self._closing: set[asyncio.Task[None]] = set()
+        self._dead_since: dict[str, float] = {}  # peer -> when its connection was found closed or failed
+        self.dead_peer_grace_s = dead_peer_grace_s
 
     # ---- who is in the call ------------------------------------------------------------
     def remote_peers(self) -> list[PeerSession]:
@@ -157,7 +161,8 @@ class CallRoom:
             self.control(time.monotonic())
 
     def control(self, now_s: float) -> None:
-        """Once a second: each remote viewer's tier from what its receiver reported."""
+        """Once a second: forget dead connections, and each remote viewer's tier from what its receiver reported."""
+        self._drop_dead(now_s)
         if self.has_remote():
             self.last_remote_s = now_s
         changed = False
@@ -192,6 +197,26 @@ class CallRoom:
         if clinic is not None:
             found["clinic"] = clinic[0]
         return found
+
+    def _drop_dead(self, now_s: float) -> None:
+        """A connection closed or failed for `dead_peer_grace_s` is gone (a browser closed without saying goodbye,
+        a network that never came back): its participant leaves. Within the grace, a re-dial keeps their place."""
+        for peer_id, session in list(self.peers.items()):
+            if session.state in ("closed", "failed"):
+                since = self._dead_since.setdefault(peer_id, now_s)
+                if now_s - since >= self.dead_peer_grace_s:
+                    log.info("call %s: the connection of %s is %s: they left", self.consultation_id, peer_id,
+                             session.state)
+                    self._dead_since.pop(peer_id, None)
+                    self.peers.pop(peer_id, None)
+                    self._tiers.pop(peer_id, None)
+                    closing = asyncio.create_task(session.close())
+                    self._closing.add(closing)
+                    closing.add_done_callback(self._closing.discard)
+                    if self._on_change is not None:
+                        self._on_change(self)
+            else:
+                self._dead_since.pop(peer_id, None)
 
     # ---- reporting -------------------------------------------------------------------------
     async def quality(self, interval_s: float, time_ms: int) -> CallQuality:

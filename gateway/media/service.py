@@ -20,13 +20,14 @@ from gateway.capture import DeviceHealth, state_event
 from gateway.config import CameraConfig, GatewayConfig
 from gateway.media.camera import Camera, redact
 from gateway.media.discovery import CameraDiscovery, FoundCamera, camera_id
-from gateway.media.peer import OfferError, ice_configuration, restrict_host_addresses
+from gateway.media.peer import OfferError, ice_configuration, restrict_host_addresses, tolerate_slow_links
 from gateway.media.recorder import Recorder, RecorderError
 from gateway.media.recordings import Manifest, RecordingFiles
 from gateway.media.room import CallFull, CallRoom
 from gateway.media.upload import RecordingUploader
 from gateway.mqttlink import Message, MqttError, MqttLink
 from gateway.outbox import Entry, OutboxError
+from gateway.prometheus import Family
 from gateway.wire import CallSignal, Lane, Party, SignalType, SlotRole
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class MediaService:
                                    resolve=self._resolver(camera_config)))
         if self.media.ice_host_addresses:
             restrict_host_addresses(self.media.ice_host_addresses)
+        tolerate_slow_links()
 
     # ---- cameras ---------------------------------------------------------------------------
     def camera_health(self, camera: CameraConfig) -> DeviceHealth:
@@ -352,6 +354,32 @@ class MediaService:
         room = self.rooms.get(consultation_id)
         if room is not None and peer_id.startswith(LOCAL_PEER_PREFIX) and await room.leave(peer_id):
             self._room_changed(room)
+
+    # ---- observability ---------------------------------------------------------------------
+    def metrics(self) -> list[Family]:
+        up = self.uploader.stats
+        return [
+            Family.single("gateway_calls", "gauge", "Calls open on this gateway.", len(self.rooms)),
+            Family.single("gateway_call_participants", "gauge", "Participants connected to calls, LAN screens too.",
+                          sum(len(r.peers) for r in self.rooms.values())),
+            Family("gateway_camera_viewers", "gauge", "Viewers of each camera's main stream and low-rate copy.",
+                   {(("camera", c.id), ("tier", tier)): relay.viewers
+                    for c in self.cameras for tier, relay in c.tier_relays().items()}),
+            Family("gateway_camera_kbps", "gauge", "Bitrate of each camera's main stream (3 s average).",
+                   {(("camera", c.id),): c.main.kbps() for c in self.cameras}),
+            Family("gateway_camera_opens_total", "counter", "Times each camera was opened (reconnects included).",
+                   {(("camera", c.id),): c.opens for c in self.cameras}),
+            Family.single("gateway_recordings_active", "gauge", "Calls being recorded.", len(self._recorders)),
+            Family.single("gateway_recordings_waiting", "gauge", "Finished recordings waiting for their upload.",
+                          len(self.files.pending())),
+            Family.single("gateway_recordings_bytes", "gauge", "Disk used by recordings.", self.files.used_bytes()),
+            Family.single("gateway_recording_upload_bytes_total", "counter", "Recording bytes sent to HQ.",
+                          up.bytes_sent),
+            Family.single("gateway_recording_uploads_total", "counter", "Recordings HQ confirmed complete.",
+                          up.completed),
+            Family.single("gateway_call_quality_reports_total", "counter", "Call-quality reports sent to HQ.",
+                          self.quality_sent),
+        ]
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:

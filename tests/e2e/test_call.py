@@ -125,9 +125,9 @@ async def test_the_console_call_page_decodes_the_gateways_h264_camera(stack: Sta
         later = await page.evaluate(INBOUND)
         assert later["mids"]["0"]["frames"] > first["mids"]["0"]["frames"]  # framesDecoded grows
         # The page shows the gateway's quality figures for this participant, live.
-        await page.wait_for_selector('#quality tr[data-stream="camera-0"]', timeout=20_000)
-        fps = await page.locator('#quality tr[data-stream="camera-0"] td[data-figure="fps"]').inner_text()
-        assert float(fps) > 5
+        fps_cell = '#quality tr[data-stream="camera-0"] td[data-figure="fps"]'
+        await page.wait_for_function(f"""() => {{ const c = document.querySelector('{fps_cell}');
+                                        return c && parseFloat(c.textContent) > 5; }}""", timeout=30_000)
         caption = page.locator('[data-slot="camera-0"] figcaption')
         await caption.filter(has_text="Room camera").wait_for(timeout=10_000)
         await context.close()

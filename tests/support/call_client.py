@@ -50,10 +50,24 @@ def loopback_ice() -> Iterator[None]:
         aioice.ice.get_host_addresses = original  # type: ignore[assignment]
 
 
+def roomy_sockets(pc: RTCPeerConnection, size: int = 4 * 1024 * 1024) -> None:
+    """Larger UDP receive buffers for a test participant's sockets (aioice's): many participants share one
+    process on a busy machine, and a keyframe burst arriving while the loop is busy elsewhere would overflow
+    the default buffer, which tests would then see as network loss."""
+    import socket
+
+    for transceiver in pc.getTransceivers():
+        connection = getattr(transceiver.receiver.transport.transport, "_connection", None)
+        for protocol in getattr(connection, "_protocols", []):
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 class SyntheticCamera(MediaStreamTrack):
     kind = "video"
 
-    def __init__(self, width: int = 320, height: int = 240, fps: int = 15) -> None:
+    def __init__(self, width: int = 160, height: int = 120, fps: int = 15) -> None:
         super().__init__()
         self.painter = FramePainter(width, height, seed=3)
         self.fps = fps
@@ -155,6 +169,7 @@ class CallClient:
                 self._tasks.append(asyncio.create_task(self._pump(name, track)))
 
         await pc.setLocalDescription(await pc.createOffer())
+        roomy_sockets(pc)
         answer = await signal(pc.localDescription.sdp, self.slots)
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
 

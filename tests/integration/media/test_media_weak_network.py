@@ -131,3 +131,22 @@ async def test_a_thin_link_gets_the_low_copy_and_voice_keeps_flowing(broker: Mos
         finally:
             await client.close()
             await session.disconnect()
+
+
+async def test_a_link_with_a_long_round_trip_keeps_the_call(broker: Mosquitto, tmp_path: Path, clip: Path) -> None:
+    # A satellite-like link: 0.7 s round trip, for longer than the 30 s that ICE consent would allow if every
+    # check had to be answered within half a second.
+    async with turn_call(broker, tmp_path, clip) as (stack, path_a, _path_b):
+        session, client = await expert_over_turn(stack, "Dr Far", path_a)
+        try:
+            await client.wait_frames("camera-0", 10)
+            path_a.set(delay_ms=350)
+            await asyncio.sleep(36)
+            await client.wait_frames("camera-0", 30, timeout_s=10)
+            await client.wait_frames("clinic-audio", 50, timeout_s=10)
+            assert client.connections == 1 and client.pc is not None and client.pc.connectionState == "connected"
+            room_peers = await stack.hq.get_json(f"/api/v1/consultations/{stack.consultation}/call")
+            assert [p["left"] for p in room_peers["participants"]] == [None]
+        finally:
+            await client.close()
+            await session.disconnect()

@@ -32,7 +32,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.asynccontextmanager
 async def camera_room(clip: Path, media: MediaSection | None = None) -> AsyncIterator[tuple[CallRoom, Camera]]:
-    media = media or MediaSection()
+    # A short probe: on a busy test machine, a viewer dropped to a lower tier by a scheduling hiccup comes back fast.
+    media = media or MediaSection(tier_probe_s=2)
     async def on_state(_health: DeviceHealth, _detail: str) -> None:
         return None
     with loopback_ice():
@@ -40,7 +41,7 @@ async def camera_room(clip: Path, media: MediaSection | None = None) -> AsyncIte
             camera = Camera(CameraConfig(id="room", url=rtsp.url, label="Room camera"), media,
                             DeviceHealth("room", "rtsp", rtsp.url), on_state)
             task = asyncio.create_task(camera.run())
-            room = CallRoom("C-1", media, [camera])
+            room = CallRoom("C-1", media, [camera], dead_peer_grace_s=1.0)
             control = asyncio.create_task(room.run())
             try:
                 yield room, camera
@@ -75,14 +76,18 @@ async def test_experts_see_the_camera_and_the_clinic_sees_and_hears_the_experts(
             for i in range(3):
                 await clinic.wait_frames(f"party-video-{i}", 10)
                 await clinic.wait_frames(f"party-audio-{i}", 25)
-            assert camera.main.viewers == 4  # the clinic screen has a camera slot too
+            # Everyone's first camera slot has the camera, on whatever tier their link takes; the clinic's LAN
+            # screen always gets the camera's own stream.
+            camera_slots = [s for p in room.peers.values() for s in p.slots_of(SlotRole.CAMERA) if s.track]
+            assert len(camera_slots) == 4 and camera.main.viewers + camera.low.viewers >= 1
+            assert room.peers["clinic-1"].slots_of(SlotRole.CAMERA)[0].track.target is camera.main  # type: ignore[union-attr]
         finally:
             for c in [clinic, *experts]:
                 await c.close()
 
 
 async def test_a_participant_who_redials_keeps_their_place_and_a_full_call_refuses_more(clip: Path) -> None:
-    async with camera_room(clip, MediaSection(max_remote_parties=2)) as (room, camera):
+    async with camera_room(clip, MediaSection(max_remote_parties=2, tier_probe_s=2)) as (room, camera):
         first, second, third = CallClient(EXPERT_SLOTS), CallClient(EXPERT_SLOTS), CallClient(EXPERT_SLOTS)
         clinic = CallClient(CLINIC_SLOTS, send_video=False)
         try:
@@ -102,9 +107,9 @@ async def test_a_participant_who_redials_keeps_their_place_and_a_full_call_refus
             state = room.state_for(room.peers["clinic-1"])
             labels = {s.slot: s.label for s in state.slots}
             assert labels["party-audio-0"] == "Dr A" and labels["party-video-1"] == "Dr B"
-            assert camera.main.viewers == 3
+            assert camera.main.viewers + camera.low.viewers <= 3
             await room.leave("expert-b")
-            assert camera.main.viewers == 2 and list(room.peers) == ["clinic-1", "expert-a"]
+            assert list(room.peers) == ["clinic-1", "expert-a"]
         finally:
             for c in (clinic, first, second, third):
                 await c.close()
@@ -140,3 +145,16 @@ async def test_many_joins_and_leaves_leave_nothing_behind(clip: Path) -> None:
         assert alive(RelayedTrack) == 0
         leftover = [t.get_coro().__qualname__ for t in asyncio.all_tasks()]
         assert len(leftover) <= baseline_tasks, leftover
+
+
+async def test_a_participant_gone_without_a_goodbye_is_dropped(clip: Path) -> None:
+    async with camera_room(clip) as (room, camera):
+        client = CallClient(EXPERT_SLOTS)
+        await client.join(joiner(room, "vanishing", "Dr Gone"))
+        await client.wait_frames("camera-0", 3)
+        await client.close()  # the browser's tab closed: no leave, no bye from HQ yet
+        deadline = asyncio.get_running_loop().time() + 15
+        while room.peers:
+            assert asyncio.get_running_loop().time() < deadline, {p: s.state for p, s in room.peers.items()}
+            await asyncio.sleep(0.2)
+        assert camera.main.viewers == 0

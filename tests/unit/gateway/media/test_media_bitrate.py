@@ -35,14 +35,20 @@ def test_severe_loss_steps_down_at_once_to_what_got_through() -> None:
     assert c.update(LinkReport(0.7), RATES, 1) == "off"  # 105 kbps of the low copy: voice only
     c = settled()
     # A receiver estimate that falls below the low copy's bitrate leaves no video tier that fits.
-    falling = [LinkReport(0.0, remb_kbps=k) for k in (3000, 250, 220, 200)]
+    falling = [LinkReport(0.03, remb_kbps=k) for k in (3000, 250, 220, 200)]
     assert run(c, falling) == ["main", "main", "main", "off"]
 
 
 def test_a_falling_receiver_estimate_picks_the_low_copy() -> None:
     c = settled()
-    falling = [LinkReport(0.0, remb_kbps=k) for k in (2600, 1000, 950, 900)]
+    falling = [LinkReport(0.03, remb_kbps=k) for k in (2600, 1000, 950, 900)]
     assert run(c, falling) == ["main", "main", "main", "low"]
+
+
+def test_a_fallen_estimate_without_loss_is_not_enough() -> None:
+    # Delay alone (a busy CPU at either end looks the same) does not switch the viewer's stream.
+    c = settled()
+    assert set(run(c, [LinkReport(0.0, remb_kbps=k) for k in (2600, 1000, 950, 900, 850)])) == {"main"}
 
 
 def test_a_receiver_estimate_still_climbing_is_not_a_short_link() -> None:
@@ -79,7 +85,7 @@ def test_a_probe_that_holds_resets_the_wait() -> None:
 def test_during_a_probe_only_loss_judges_the_new_tier() -> None:
     # Right after a probe up, a receiver estimate still reflects the low stream: it must not end the probe.
     c = settled(TierPolicy(probe_after_s=5, probe_grace_s=5))
-    run(c, [LinkReport(0.0, remb_kbps=k) for k in (3000, 500, 480, 460)])
+    run(c, [LinkReport(0.03, remb_kbps=k) for k in (3000, 500, 480, 460)])
     assert c.tier == "low"  # at t=3
     run(c, [LinkReport(0.0, remb_kbps=450)] * 5, start_s=4)  # probes at t=8
     assert c.tier == "main"
