@@ -10,11 +10,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What HQ may use of the gateway package: the wire contract and its transport, the config loader, the
-# Prometheus exposition and Litestream replication. Everything else in gateway/ is the clinic service's
-# own business.
-HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.mqttlink", "gateway.tomlconfig",
-                              "gateway.prometheus", "gateway.replication"}
+# What HQ may use of the gateway package: the wire contract (and its appointment notices, which HQ writes and
+# the gateway reads) and its transport, the config loader, the Prometheus exposition and Litestream
+# replication. Everything else in gateway/ is the clinic service's own business.
+HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.appointment_wire", "gateway.mqttlink",
+                              "gateway.tomlconfig", "gateway.prometheus", "gateway.replication"}
 
 
 def imports(path: Path) -> set[str]:
