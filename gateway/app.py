@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo
 
-from gateway import wire
+from gateway import appointments, wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.config import GatewayConfig
 from gateway.consultations import ClinicConsultations
@@ -83,6 +83,7 @@ def build(config: GatewayConfig) -> Gateway:
     readings = LatestReadings()
     consultations = ClinicConsultations(outbox, readings, lambda: link.is_connected)
     consultations.register(inbox)
+    appointments.register(inbox)
     gw = Gateway(config, outbox, link, uplink, inbox, readings, consultations)
     store = readings.recording(outbox.append)  # the staff screen attaches current vitals to an emergency
     uplink.set_status_source(gw.status)

@@ -19,10 +19,10 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, auth, db, observability, openapi, replay
+from hq import api, auth, db, observability, openapi, reminders, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, pages, websocket
+from hq.console import admin, pages, schedule, websocket
 from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -46,7 +46,9 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
-    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS}
+    app.add_routes(schedule.routes)
+    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
+                          **schedule.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -54,6 +56,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
+    reminders.register(app)
     app.on_shutdown.append(_close_websockets)
     return app
 

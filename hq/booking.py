@@ -10,7 +10,7 @@ back whole. Synchronous functions over a connection; `hq.console.schedule` holds
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from gateway import appointment_wire as aw
 from hq import audit, consultations, downlink, scheduling, slots
 from hq.auth import Actor, Role
 from hq.clock import iso_from_ms
+from hq.live import LiveHub
 from hq.models import (
     appointments,
     department_heads,
@@ -83,31 +84,69 @@ class Change:
              roles: tuple[str, ...] | None = None, clinic_id: str | None = None) -> None:
         self.live.append((message, user_ids, roles, clinic_id))
 
+    def announce(self, hub: LiveHub) -> None:
+        """After the commit: the live messages to the consoles concerned."""
+        for message, user_ids, roles, clinic_id in self.live:
+            hub.notify(message, user_ids=user_ids, roles=roles, clinic_id=clinic_id)
+
 
 # ---- reading ----------------------------------------------------------------------------------
-def appointment_row(conn: sa.Connection, appointment_id: int) -> dict[str, Any]:
+def _joined() -> sa.Select[Any]:
     a, x, d = appointments, experts, departments
-    row = conn.execute(
-        sa.select(a, x.c.name.label("expert_name"), x.c.title.label("expert_title"),
-                  x.c.hospital.label("hospital"), x.c.time_zone.label("expert_time_zone"),
-                  x.c.user_id.label("expert_user_id"), d.c.name.label("department_name"),
-                  consultations_table.c.public_id.label("consultation_public_id"))
-        .join(x, x.c.id == a.c.expert_id).join(d, d.c.id == a.c.department_id)
-        .outerjoin(consultations_table, consultations_table.c.id == a.c.consultation_id)
-        .where(a.c.id == appointment_id)).mappings().first()
+    return (sa.select(a, x.c.name.label("expert_name"), x.c.title.label("expert_title"),
+                      x.c.hospital.label("hospital"), x.c.time_zone.label("expert_time_zone"),
+                      x.c.user_id.label("expert_user_id"), d.c.name.label("department_name"),
+                      consultations_table.c.public_id.label("consultation_public_id"))
+            .join(x, x.c.id == a.c.expert_id).join(d, d.c.id == a.c.department_id)
+            .outerjoin(consultations_table, consultations_table.c.id == a.c.consultation_id))
+
+
+def _with_mrns(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's patient record number at its clinic (the number the clinic knows the patient by)."""
+    wanted = {r["patient_id"] for r in rows if r["patient_id"] is not None}
+    mrns: dict[tuple[int, str], str] = {}
+    if wanted:
+        p = patient_identifiers
+        for found in conn.execute(sa.select(p.c.patient_id, p.c.clinic_id, p.c.mrn)
+                                  .where(p.c.patient_id.in_(wanted)).order_by(p.c.id.desc())):
+            mrns[(found.patient_id, found.clinic_id)] = found.mrn
+    for r in rows:
+        r["patient_mrn"] = mrns.get((r["patient_id"], r["clinic_id"])) if r["patient_id"] is not None else None
+    return rows
+
+
+def appointment_row(conn: sa.Connection, appointment_id: int) -> dict[str, Any]:
+    row = conn.execute(_joined().where(appointments.c.id == appointment_id)).mappings().first()
     if row is None:
         raise NotFound(f"no appointment {appointment_id}", "appointment_id")
-    found = dict(row)
-    found["patient_mrn"] = _mrn_at(conn, found["patient_id"], found["clinic_id"])
-    return found
+    return _with_mrns(conn, [dict(row)])[0]
 
 
-def _mrn_at(conn: sa.Connection, patient_id: int | None, clinic_id: str) -> str | None:
-    if patient_id is None:
-        return None
-    p = patient_identifiers
-    return conn.execute(sa.select(p.c.mrn).where(p.c.patient_id == patient_id, p.c.clinic_id == clinic_id)
-                        .order_by(p.c.id).limit(1)).scalar()
+def list_appointments(conn: sa.Connection, actor: Actor, *, clinic_id: str | None = None,
+                      expert_id: int | None = None, statuses: Sequence[str] | None = None,
+                      from_ms: int | None = None, to_ms: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Appointments the actor may see (see `may_see`), by start time; `from_ms`: ending after it."""
+    a = appointments
+    q = _joined().order_by(a.c.start_ms, a.c.id).limit(limit)
+    if actor.role is Role.CLINIC_STAFF:
+        if clinic_id not in (None, actor.clinic_id):
+            raise NotAllowed(f"clinic staff see their own clinic ({actor.clinic_id}) only", "clinic_id")
+        q = q.where(a.c.clinic_id == actor.clinic_id)
+    elif actor.role is Role.EXPERT:
+        q = q.where(a.c.expert_id == (actor.expert_id if actor.expert_id is not None else -1))
+    elif actor.role is Role.DEPARTMENT_HEAD:
+        q = q.where(a.c.department_id.in_(sorted(actor.department_ids) or [-1]))
+    if clinic_id is not None:
+        q = q.where(a.c.clinic_id == clinic_id)
+    if expert_id is not None:
+        q = q.where(a.c.expert_id == expert_id)
+    if statuses:
+        q = q.where(a.c.status.in_(list(statuses)))
+    if from_ms is not None:
+        q = q.where(a.c.end_ms > from_ms)
+    if to_ms is not None:
+        q = q.where(a.c.start_ms < to_ms)
+    return _with_mrns(conn, [dict(r) for r in conn.execute(q).mappings()])
 
 
 def may_see(actor: Actor, row: dict[str, Any]) -> bool:

@@ -117,6 +117,29 @@ class AuthSection:
 
 
 @dataclass(frozen=True)
+class SchedulingSection:
+    reminder_before_s: int = field(default=3600, metadata=_doc(
+        "A reminder goes to the clinic's gateway and the expert's console this long before an appointment."))
+    reminder_poll_s: float = field(default=30.0, metadata=_doc(
+        "How often appointments due for a reminder are looked for."))
+    proposal_days: int = field(default=14, metadata=_doc(
+        "Proposals for a clinic's request look this many days ahead (a request may ask for up to 60)."))
+    proposals: int = field(default=6, metadata=_doc("Proposals offered per request, earliest first."))
+    proposals_per_expert: int = field(default=3, metadata=_doc(
+        "Of those, at most this many with the same expert (so that the clinic has a choice)."))
+    min_notice_s: int = field(default=600, metadata=_doc(
+        "Slots starting sooner than this are not proposed (the clinic needs time to prepare the patient)."))
+
+    def __post_init__(self) -> None:
+        if self.reminder_before_s < 60 or self.reminder_poll_s <= 0:
+            raise ValueError("reminder_before_s must be >= 60 and reminder_poll_s > 0")
+        if not 1 <= self.proposal_days <= 60 or not 1 <= self.proposals <= 50 or self.proposals_per_expert < 1:
+            raise ValueError("proposal_days must be 1-60, proposals 1-50 and proposals_per_expert >= 1")
+        if self.min_notice_s < 0:
+            raise ValueError("min_notice_s must be >= 0")
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -124,5 +147,7 @@ class HqConfig:
     ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
     console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))
     auth: AuthSection = field(default_factory=AuthSection, metadata=_doc("[auth] console accounts and sessions"))
+    scheduling: SchedulingSection = field(default_factory=SchedulingSection, metadata=_doc(
+        "[scheduling] experts' slots, bookings and reminders"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))

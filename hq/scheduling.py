@@ -251,7 +251,8 @@ def add_exception(conn: sa.Connection, actor: Actor, expert_id: int, *, starts_m
     return exception_id, clashes
 
 
-def remove_exception(conn: sa.Connection, actor: Actor, exception_id: int) -> None:
+def remove_exception(conn: sa.Connection, actor: Actor, exception_id: int) -> int:
+    """Remove leave or clinic duty; returns the expert's id."""
     x = availability_exceptions
     row = conn.execute(sa.select(x).where(x.c.id == exception_id)).mappings().first()
     if row is None or not may_publish(actor, row["expert_id"]):
@@ -260,6 +261,7 @@ def remove_exception(conn: sa.Connection, actor: Actor, exception_id: int) -> No
     audit.record(conn, actor, "availability.exception_remove", "expert", row["expert_id"],
                  detail={"exception_id": exception_id, "kind": row["kind"], "starts_ms": row["starts_ms"],
                          "ends_ms": row["ends_ms"]})
+    return int(row["expert_id"])
 
 
 def availability(conn: sa.Connection, expert_id: int, *, now: int) -> dict[str, Any]:
@@ -323,3 +325,14 @@ def resolve_department(conn: sa.Connection, name: str) -> int | None:
         found = conn.execute(sa.select(department_synonyms.c.department_id).where(
             sa.func.lower(department_synonyms.c.synonym) == lowered)).scalar()
     return None if found is None else int(found)
+
+
+def directory(conn: sa.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Departments and active experts (with their department's name), for the request forms."""
+    d, x = departments, experts
+    depts = [dict(r) for r in conn.execute(sa.select(d.c.id, d.c.code, d.c.name).order_by(d.c.name)).mappings()]
+    people = [dict(r) for r in conn.execute(
+        sa.select(x.c.id, x.c.name, x.c.title, x.c.hospital, x.c.time_zone, x.c.department_id,
+                  d.c.name.label("department_name")).join(d, d.c.id == x.c.department_id)
+        .where(x.c.active.is_(True)).order_by(x.c.name, x.c.id)).mappings()]
+    return depts, people
