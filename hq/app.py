@@ -24,6 +24,7 @@ from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LIN
 from hq.config import HqConfig
 from hq.console import admin, pages, schedule, websocket
 from hq.downlink import Downlink, Receipts
+from hq.fhir import scheduling as fhir_scheduling
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -47,8 +48,9 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
     app.add_routes(schedule.routes)
+    app.add_routes(fhir_scheduling.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **schedule.OPENAPI_PATHS}
+                          **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
