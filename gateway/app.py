@@ -20,7 +20,8 @@ from gateway.latest_readings import LatestReadings
 from gateway.local_api import LocalApi
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
-from gateway.replication import Replicator
+from gateway.replication import ReplicationMode, Replicator
+from gateway.sdnotify import Health, Notifier, feed_watchdog, tasks_ended, watchdog_interval_s
 from gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Gateway:
     tcp_sources: list[TcpSource] = field(default_factory=list)
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
-    replicator: Replicator | None = None  # Litestream, when [replication] is enabled
+    replicator: Replicator | None = None  # Litestream, when [replication] is enabled in 'child' mode
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -113,14 +114,30 @@ def build(config: GatewayConfig) -> Gateway:
                                         store, on_state, gw.devices))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
-    if config.replication.enabled:
+    if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
         gw.replicator = Replicator(config.outbox_path, config.replication)
     return gw
 
 
-async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly."""
+def _health(gw: Gateway, tasks: dict[str, asyncio.Task[None]]) -> Health:
+    """The watchdog's verdict: capture and uplink alive. Not the broker: offline is normal operation,
+    and a restart would not bring HQ back."""
+    ended = tasks_ended(tasks)
+    if ended:
+        return Health(False, f"{', '.join(ended)} stopped")
+    if gw.link.is_connected:
+        return Health(True, "connected to the broker")
+    return Health(True, "offline: HQ's broker unreachable, readings are buffered in the outbox")
+
+
+async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None) -> None:
+    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly.
+
+    Under systemd (`notifier`), READY is sent once the outbox is open, the capture and uplink tasks run
+    and the MLLP listeners are bound; the watchdog is fed only while those tasks are alive.
+    """
     gw = build(config)
+    notifier = notifier or Notifier(None)
     await gw.outbox.open()
     await gw.consultations.open()
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
@@ -131,16 +148,27 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
         if gw.replicator is not None:
             gw.replicator.start()  # the outbox is open and in WAL mode, as Litestream needs
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(gw.link.run()), tg.create_task(gw.uplink.run())]
-            tasks += [tg.create_task(s.run()) for s in gw.serial_sources]
-            tasks += [tg.create_task(s.run()) for s in gw.tcp_sources]
+            tasks = {"mqtt link": tg.create_task(gw.link.run()), "uplink": tg.create_task(gw.uplink.run())}
+            tasks |= {f"serial {s.path}": tg.create_task(s.run()) for s in gw.serial_sources}
+            tasks |= {f"tcp listener :{s.port}": tg.create_task(s.run()) for s in gw.tcp_sources}
             if gw.local_api is not None:
                 await gw.local_api.start()
+            for source in gw.tcp_sources:
+                await source.listening.wait()  # a port that cannot be bound fails the task group instead
+            notifier.ready(f"outbox holds {gw.outbox.count()} entries; {len(gw.serial_sources)} serial ports, "
+                           f"{len(gw.tcp_sources)} MLLP listeners")
+            interval = watchdog_interval_s()
+            feeder = None
+            if interval is not None and notifier.enabled:
+                feeder = tg.create_task(feed_watchdog(notifier, interval, lambda: _health(gw, tasks)))
             await stop.wait()
             log.info("gateway %s stopping", config.gateway.id)
+            notifier.stopping("publishing the offline status, closing the outbox")
+            if feeder is not None:
+                feeder.cancel()  # the link ends on purpose now: no watchdog verdict on that
             offline = wire.encode_status(await gw.status(wire.GatewayState.OFFLINE))
             await gw.link.close(final=[(wire.status_topic(config.gateway.id), offline, True)])
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
     finally:
         if gw.local_api is not None:

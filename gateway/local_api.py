@@ -74,8 +74,10 @@ class LocalApi:
                        "replayed_total": self.gateway.outbox.replayed_total,
                        "demoted_total": self.gateway.outbox.demoted_total,
                        "next_seq": self.gateway.outbox.next_seq},
-            "replication": {"enabled": False} if self.gateway.replicator is None else
-                           {"enabled": True, **self.gateway.replicator.state()},
+            # In 'external' mode another process replicates: this one can only say so.
+            "replication": {"enabled": self.gateway.config.replication.enabled,
+                            "mode": str(self.gateway.config.replication.mode)} if self.gateway.replicator is None
+                           else {"enabled": True, "mode": "child", **self.gateway.replicator.state()},
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
-from gateway.replication import ReplicationError, Replicator
+from gateway.replication import ReplicationError, ReplicationMode, Replicator
 from hq import api, auth, db, observability, openapi, reminders, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
@@ -84,6 +84,9 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
     replicator: Replicator | None = None
     if not section.enabled:
         log.info("database replication is off ([replication] enabled = false)")
+    elif section.mode is ReplicationMode.EXTERNAL and url.get_backend_name() == "sqlite":
+        log.info("database replication runs in its own process ([replication] mode = \"external\": "
+                 "clinic-hq replicate, the clinic-hq-litestream unit)")
     elif url.get_backend_name() != "sqlite":
         log.info("database is %s: replication and backups are the database's job (e.g. streaming replication "
                  "and base backups), not Litestream's; [replication] is ignored", url.get_backend_name())
