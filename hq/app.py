@@ -22,8 +22,10 @@ from gateway.replication import ReplicationError, ReplicationMode, Replicator
 from hq import api, auth, db, observability, openapi, reminders, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, pages, schedule, websocket
+from hq.console import admin, consultations, pages, schedule, websocket
+from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
+from hq.escalation import Escalator
 from hq.fhir import scheduling as fhir_scheduling
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -44,13 +46,15 @@ def create_app(config: HqConfig) -> web.Application:
     app[EVENTS] = GatewayEvents()
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
+    ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
+    app.add_routes(consultations.routes)
     app.add_routes(schedule.routes)
     app.add_routes(fhir_scheduling.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -58,6 +62,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
+    app.cleanup_ctx.append(_escalation)
     reminders.register(app)
     app.on_shutdown.append(_close_websockets)
     return app
@@ -127,6 +132,17 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _escalation(app: web.Application) -> AsyncIterator[None]:
+    """Dispatch rounds that time out escalate, overdue short forms are flagged (state in the database)."""
+    escalator = Escalator(app[ENGINE], app[CONFIG].consultations, app)
+    task = asyncio.create_task(escalator.run(), name="hq-escalation")
+    task.add_done_callback(functools.partial(_report_crash, app[FATAL]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _request_replays(engine: sa.Engine, link: MqttLink) -> None:

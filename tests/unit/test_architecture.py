@@ -10,12 +10,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What HQ may use of the gateway package: the wire contract (and its appointment notices, which HQ writes and
-# the gateway reads) and its transport, the config loader, the Prometheus exposition, Litestream replication
-# and systemd's notification protocol (both services run under systemd with a watchdog). Everything else in
-# gateway/ is the clinic service's own business.
-HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.appointment_wire", "gateway.mqttlink",
-                              "gateway.tomlconfig", "gateway.prometheus", "gateway.replication", "gateway.sdnotify"}
+# What HQ may use of the gateway package: the wire contract (with its consultation and appointment parts, which
+# HQ writes and the gateway reads, pure like wire) and its transport, the config loader, the Prometheus
+# exposition, Litestream replication and systemd's notification protocol (both services run under systemd with a
+# watchdog). Everything else in gateway/ is the clinic service's own business.
+HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.consultation_wire", "gateway.appointment_wire",
+                              "gateway.mqttlink", "gateway.tomlconfig", "gateway.prometheus", "gateway.replication",
+                              "gateway.sdnotify"}
 
 
 def imports(path: Path) -> set[str]:
