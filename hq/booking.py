@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway import appointment_wire as aw
-from hq import audit, consultations, downlink, scheduling, slots
+from hq import audit, consultations, downlink, records, scheduling, slots
 from hq.auth import Actor, Role
 from hq.clock import iso_from_ms
 from hq.live import LiveHub
@@ -28,7 +28,6 @@ from hq.models import (
     departments,
     experts,
     patient_identifiers,
-    patients,
     slot_claims,
     users,
 )
@@ -224,25 +223,22 @@ def _booking_clinic(actor: Actor, clinic_id: str | None) -> str:
     return clinic_id
 
 
-def _patient(conn: sa.Connection, clinic_id: str, patient_id: int | None, mrn: str | None) -> int | None:
-    # TODO(records): hq.records.patient_for_mrn / may_see_patient once the records branch is on main; this
-    # reads `patient_identifiers` and `visits` as their schema says meanwhile.
-    p = patient_identifiers
+def _patient(conn: sa.Connection, actor: Actor, clinic_id: str, patient_id: int | None, mrn: str | None
+             ) -> int | None:
+    """The patient the consultation is about: by the clinic's record number, or by id if the actor may see them
+    (a merged-away record stands for the record it was merged into)."""
     if mrn:
-        found = conn.execute(sa.select(p.c.patient_id).where(p.c.clinic_id == clinic_id, p.c.mrn == mrn)).scalar()
+        found = records.patient_for_mrn(conn, clinic_id, mrn)
         if found is None:
             raise BookingError(f"no patient with record number {mrn!r} at clinic {clinic_id}; check the patient "
                                "in first", "mrn")
-        return int(found)
+        return records.resolve(conn, found)
     if patient_id is None:
         return None
-    if conn.execute(sa.select(patients.c.id).where(patients.c.id == patient_id)).first() is None:
-        raise BookingError(f"no patient {patient_id}", "patient_id")
-    at_clinic = conn.execute(sa.select(p.c.id).where(p.c.patient_id == patient_id, p.c.clinic_id == clinic_id)
-                             .limit(1)).first()
-    if at_clinic is None:
-        raise BookingError(f"patient {patient_id} is not a patient of clinic {clinic_id}", "patient_id")
-    return patient_id
+    live = records.resolve(conn, patient_id)
+    if live is None or not records.may_see_patient(conn, actor, live):
+        raise BookingError(f"no patient {patient_id} that you may book for", "patient_id")
+    return live
 
 
 def _clean_reason(reason: str | None, *, required: bool = False) -> str | None:
@@ -369,7 +365,7 @@ def book(conn: sa.Connection, actor: Actor, *, expert_id: int, start_ms: int, en
     _check_times(start_ms, end_ms, now)
     expert = _expert(conn, expert_id)
     reason = _clean_reason(reason)
-    patient = _patient(conn, clinic, patient_id, mrn)
+    patient = _patient(conn, actor, clinic, patient_id, mrn)
     if not slots.published_slot(_calendar(conn, expert_id, start_ms, end_ms), start_ms, end_ms):
         raise BookingError("that is not one of the expert's published slots (hours, slot length, leave or "
                            "clinic duty changed?): ask for proposals again, or request an urgent extra slot",
@@ -399,7 +395,7 @@ def request_extra(conn: sa.Connection, actor: Actor, *, expert_id: int, start_ms
                            "end")
     expert = _expert(conn, expert_id)
     text = _clean_reason(reason, required=True)
-    patient = _patient(conn, clinic, patient_id, mrn)
+    patient = _patient(conn, actor, clinic, patient_id, mrn)
     if slots.within_published_hours(_calendar(conn, expert_id, start_ms, end_ms), start_ms, end_ms):
         raise BookingError("that time is inside the expert's published hours: book one of its slots instead of "
                            "an extra slot", "start")

@@ -16,12 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from hq import audit, slots
+from hq import departments as department_names
 from hq.auth import Actor, Role
 from hq.models import (
     appointments,
     availability_exceptions,
     availability_rules,
-    department_synonyms,
     departments,
     experts,
 )
@@ -309,21 +309,18 @@ def propose(conn: sa.Connection, request: slots.SlotRequest, *, department_id: i
 
 
 def resolve_department(conn: sa.Connection, name: str) -> int | None:
-    """A department's id from any of its names (code, display name, synonym), or None."""
-    # TODO(experts): hq.departments.resolve (NFKC, case and space normalisation) once the experts branch is
-    # merged; until then exact matches on the code, the name or a stored synonym, ignoring case.
+    """A department's id from any of its names or synonyms (`hq.departments.resolve`), its code (what the
+    request form sends) or its id, or None."""
     text = name.strip()
     if not text:
         return None
     if text.isdigit():
         found = conn.execute(sa.select(departments.c.id).where(departments.c.id == int(text))).scalar()
         return None if found is None else int(found)
-    lowered = text.lower()
-    found = conn.execute(sa.select(departments.c.id).where(sa.or_(
-        sa.func.lower(departments.c.code) == lowered, sa.func.lower(departments.c.name) == lowered))).scalar()
-    if found is None:
-        found = conn.execute(sa.select(department_synonyms.c.department_id).where(
-            sa.func.lower(department_synonyms.c.synonym) == lowered)).scalar()
+    resolved = department_names.resolve(conn, text)
+    if resolved is not None:
+        return resolved
+    found = conn.execute(sa.select(departments.c.id).where(departments.c.code == text)).scalar()
     return None if found is None else int(found)
 
 

@@ -1,16 +1,29 @@
-"""Rows scheduling tests need besides the directory's (`tests.support.directory_rows`): weekly availability
-rules, a clinic's gateway (so notices have somewhere to go), staff and department-head accounts, and the
-`hq.auth.Actor` of an account as a request would see it."""
+"""Rows scheduling tests need besides the directory's (`tests.support.directory`): experts with a console
+account in a given time zone, weekly availability rules, a clinic's gateway (so notices have somewhere to go),
+patients, staff and department-head accounts, and the `hq.auth.Actor` of an account as a request sees it."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hq import accounts
+from hq import accounts, records
 from hq.auth import Actor
 from hq.clock import now_ms
 from hq.models import availability_rules, department_heads, gateways
-from tests.support import directory_rows
+from tests.support import directory
+
+
+def expert(conn: sa.Connection, username: str, department_id: int, *, name: str | None = None,
+           time_zone: str = "UTC", password: str | None = None) -> tuple[int, int]:
+    """An expert with a console account; returns (expert_id, user_id)."""
+    display = name or f"Dr. {username.title()}"
+    user_id = accounts.create_user(conn, username, "expert", display_name=display, password=password)
+    return directory.add_expert(conn, display, department_id, time_zone=time_zone, user_id=user_id), user_id
+
+
+def patient(conn: sa.Connection, clinic_id: str, mrn: str, name: str = "Test Patient") -> int:
+    directory.add_clinic(conn, clinic_id)
+    return records.register_patient(conn, clinic_id, mrn, name=name)
 
 
 def rule(conn: sa.Connection, expert_id: int, weekday: int, start: str, end: str, slot_minutes: int) -> None:
@@ -24,7 +37,7 @@ def every_day(conn: sa.Connection, expert_id: int, start: str, end: str, slot_mi
 
 
 def gateway(conn: sa.Connection, gateway_id: str, clinic_id: str, *, online: bool = True) -> str:
-    directory_rows.clinic(conn, clinic_id)
+    directory.add_clinic(conn, clinic_id)
     conn.execute(gateways.insert().values(id=gateway_id, clinic_id=clinic_id, state="online" if online else "offline",
                                           first_seen_ms=now_ms()))
     return gateway_id

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from hq import db, scheduling
 from hq.models import appointments, availability_exceptions
-from tests.support import directory_rows, schedule_rows
+from tests.support import directory, schedule_rows
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -32,7 +32,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
 
 def expert(conn: sa.Connection, name: str, department_id: int, time_zone: str) -> int:
     username = "".join(c for c in name.lower() if c.isalnum())
-    return directory_rows.expert(conn, username, department_id, name=name, time_zone=time_zone)[0]
+    return schedule_rows.expert(conn, username, department_id, name=name, time_zone=time_zone)[0]
 
 
 def appointment(conn: sa.Connection, expert_id: int, department_id: int, start_ms: int, end_ms: int,
@@ -45,8 +45,8 @@ def appointment(conn: sa.Connection, expert_id: int, department_id: int, start_m
 def test_available_now_follows_hours_exceptions_and_bookings(engine: sa.Engine) -> None:
     monday_10 = at(BERLIN, 2026, 1, 5, 10, 0)  # Monday 5 January, 09:00 UTC
     with engine.begin() as conn:
-        directory_rows.clinic(conn, "clinic-a")
-        dept = directory_rows.department(conn, "cardiology")
+        directory.add_clinic(conn, "clinic-a")
+        dept = directory.add_department(conn, "cardiology")
         hours = expert(conn, "In hours", dept, "Europe/Berlin")
         schedule_rows.rule(conn, hours, 0, "09:00", "12:00", 30)
         on_leave = expert(conn, "On leave", dept, "Europe/Berlin")
@@ -87,7 +87,7 @@ def test_available_now_follows_hours_exceptions_and_bookings(engine: sa.Engine) 
 
 def test_available_now_answers_for_thousands_of_experts(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        dept = directory_rows.department(conn, "general")
+        dept = directory.add_department(conn, "general")
         ids = []
         for i in range(1200):
             made = expert(conn, f"Expert {i}", dept, "America/New_York")

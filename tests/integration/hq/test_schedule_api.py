@@ -13,7 +13,7 @@ import aiohttp
 
 from hq import db
 from tests.integration.hq.conftest import RunningHq, hq_config, running_hq
-from tests.support import accounts, directory_rows, schedule_rows
+from tests.support import accounts, directory, schedule_rows
 from tests.support.mosquitto import Mosquitto
 
 
@@ -28,11 +28,11 @@ def seed(db_url: str) -> dict[str, Any]:
     try:
         with engine.begin() as conn:
             schedule_rows.gateway(conn, "gw-a", "clinic-a")
-            directory_rows.clinic(conn, "clinic-b")
-            dept = directory_rows.department(conn, "cardiology", "Cardiology")
-            expert, _ = directory_rows.expert(conn, "wang", dept, name="Dr. Wang", time_zone="America/New_York")
-            other, _ = directory_rows.expert(conn, "li", dept, name="Dr. Li", time_zone="Asia/Shanghai")
-            directory_rows.patient(conn, "clinic-a", "MRN-1")
+            directory.add_clinic(conn, "clinic-b")
+            dept = directory.add_department(conn, "cardiology", "Cardiology")
+            expert, _ = schedule_rows.expert(conn, "wang", dept, name="Dr. Wang", time_zone="America/New_York")
+            other, _ = schedule_rows.expert(conn, "li", dept, name="Dr. Li", time_zone="Asia/Shanghai")
+            schedule_rows.patient(conn, "clinic-a", "MRN-1")
             schedule_rows.user(conn, "nurse-a", "clinic_staff", clinic_id="clinic-a")
             schedule_rows.user(conn, "nurse-b", "clinic_staff", clinic_id="clinic-b")
             schedule_rows.user(conn, "coord", "coordinator")
@@ -75,7 +75,9 @@ async def test_publish_propose_book_and_cancel_through_the_api(broker: Mosquitto
         # Monday 09:00 in New York is 14:00 UTC (13:00 in summer); Shanghai's 20:00 is 12:00 UTC: Dr. Li first.
         assert proposals[0]["expert"]["name"] == "Dr. Li" and proposals[0]["start"].endswith("T12:00:00.000Z")
         assert [p["expert"]["name"] for p in proposals].count("Dr. Wang") >= 1
-        await call(hq, "GET", "/api/v1/schedule/proposals?department=dermatology", t["nurse-a"], status=400)
+        await call(hq, "GET", "/api/v1/schedule/proposals?department=astrology", t["nurse-a"], status=400)
+        assert (await call(hq, "GET", "/api/v1/schedule/proposals?department=dermatology", t["nurse-a"]))[
+            "proposals"] == []  # a department without experts
         missing = await call(hq, "GET", "/api/v1/schedule/proposals?tz=Mars/Base", t["nurse-a"], status=400)
         assert missing["parameter"] == "department"
         await call(hq, "GET", query, t["wang"], status=403)  # experts do not book
