@@ -11,7 +11,7 @@ match: that is `hq.matching`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,11 +103,11 @@ def figures_of(conn: sa.Connection, expert_id: int, now_ms: int) -> dict[str, An
     return compute(conn, now_ms, [expert_id]).get(expert_id) or no_history(expert_id, now_ms)
 
 
-def adoption_rate(figures: dict[str, Any]) -> float | None:
+def adoption_rate(figures: Mapping[str, Any]) -> float | None:
     answers = figures["adoption_answers"]
     return None if not answers else figures["adopted"] / answers
 
 
-def acceptance_rate(figures: dict[str, Any]) -> float | None:
+def acceptance_rate(figures: Mapping[str, Any]) -> float | None:
     offers = figures["offers"]
     return None if not offers else figures["offers_accepted"] / offers
