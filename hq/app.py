@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, auth, db, observability, openapi, replay
+from hq import api, auth, db, observability, observation_rollup, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
 from hq.console import admin, pages, websocket
@@ -54,6 +54,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
+    app.cleanup_ctx.append(observation_rollup.background)
     app.on_shutdown.append(_close_websockets)
     return app
 

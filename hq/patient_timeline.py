@@ -146,7 +146,7 @@ def _add_day(t: Timeline, day: int, m: MetricDay) -> None:
 
 def _rollups(conn: sa.Connection, t: Timeline, key: PatientKey) -> None:
     r = observation_rollups
-    day = (r.c.hour_ms / DAY_MS).label("day")
+    day = (r.c.hour_ms // DAY_MS).label("day")
     first_hour = t.since_ms - t.since_ms % HOUR_MS
     q = (sa.select(day, r.c.metric, r.c.kind, sa.func.max(r.c.unit), sa.func.sum(r.c.count),
                    sa.func.sum(r.c.value_count), sa.func.min(r.c.value_min), sa.func.max(r.c.value_max),
@@ -194,7 +194,7 @@ def _tail(conn: sa.Connection, t: Timeline, key: PatientKey) -> None:
             continue
         where = (o.c.gateway_id == gateway_id, o.c.seq >= start, o.c.patient_id == key.mrn,
                  o.c.clinic_id == key.clinic_id, o.c.time_ms >= t.since_ms, o.c.time_ms < t.until_ms)
-        day = (o.c.time_ms / DAY_MS).label("day")
+        day = (o.c.time_ms // DAY_MS).label("day")
         sums = (sa.select(day, o.c.metric, o.c.kind, sa.func.max(o.c.unit), sa.func.count(), sa.func.count(o.c.value),
                           sa.func.min(o.c.value), sa.func.max(o.c.value), sa.func.sum(o.c.value),
                           sa.func.min(o.c.time_ms), sa.func.max(o.c.time_ms))
