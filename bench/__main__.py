@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos"]
+BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.records"]
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
-"""The observation rollup: a background task that sums each gateway's readings into hourly rollups per patient
-key and metric, copies alarms and gaps out for the timeline, and gives device patient ids HQ does not know a
+"""The observation rollup: a background task that sums each gateway's readings into daily (UTC) rollups per
+patient key and metric, copies alarms and gaps out for the timeline, and gives device patient ids HQ does not know a
 provisional patient record, exactly once per reading.
 
 It reads only what HQ holds completely: seqs below the gateway's `complete_below` (every lower seq has arrived,
@@ -23,7 +23,7 @@ from hq import audit, records, store
 from hq.appkeys import CONFIG, ENGINE
 from hq.clock import now_ms
 from hq.models import gateways, observation_highlights, observation_rollups, observations, rollup_progress
-from hq.patient_timeline import HIGHLIGHT_KINDS, HOUR_MS, ROLLED_KINDS
+from hq.patient_timeline import DAY_MS, HIGHLIGHT_KINDS, ROLLED_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,13 @@ def _range(chunk: Chunk) -> tuple[sa.ColumnElement[bool], ...]:
 
 def _sums(conn: sa.Connection, chunk: Chunk) -> list[dict[str, Any]]:
     o = observations
-    hour = ((o.c.time_ms // HOUR_MS) * HOUR_MS).label("hour_ms")
-    q = (sa.select(o.c.clinic_id, o.c.patient_id, hour, o.c.metric, o.c.kind, sa.func.max(o.c.unit).label("unit"),
+    day = ((o.c.time_ms // DAY_MS) * DAY_MS).label("day_ms")
+    q = (sa.select(o.c.clinic_id, o.c.patient_id, day, o.c.metric, o.c.kind, sa.func.max(o.c.unit).label("unit"),
                    sa.func.count().label("count"), sa.func.count(o.c.value).label("value_count"),
                    sa.func.min(o.c.value).label("value_min"), sa.func.max(o.c.value).label("value_max"),
                    sa.func.sum(o.c.value).label("value_sum"), sa.func.min(o.c.time_ms).label("first_ms"),
                    sa.func.max(o.c.time_ms).label("last_ms"))
-         .where(*_range(chunk)).group_by(o.c.clinic_id, o.c.patient_id, hour, o.c.metric, o.c.kind))
+         .where(*_range(chunk)).group_by(o.c.clinic_id, o.c.patient_id, day, o.c.metric, o.c.kind))
     return [{**dict(r), "patient_key": r.patient_id} for r in conn.execute(q).mappings()]
 
 
@@ -98,7 +98,7 @@ def _add_sums(conn: sa.Connection, sums: list[dict[str, Any]]) -> None:
     stmt = insert(r)
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
-        index_elements=[r.c.clinic_id, r.c.patient_key, r.c.hour_ms, r.c.metric, r.c.kind],
+        index_elements=[r.c.clinic_id, r.c.patient_key, r.c.day_ms, r.c.metric, r.c.kind],
         set_={"count": r.c.count + new.count, "value_count": r.c.value_count + new.value_count,
               "value_min": _least(r.c.value_min, new.value_min), "value_max": _greatest(r.c.value_max, new.value_max),
               "value_sum": sa.case((new.value_sum.is_(None), r.c.value_sum), (r.c.value_sum.is_(None), new.value_sum),

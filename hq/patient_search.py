@@ -29,7 +29,7 @@ class Hit:
     matched: str  # the kind of key the driving term met: nid | mrn | name
 
 
-def _term_range(k: sa.Table | sa.Alias, term: str) -> sa.ColumnElement[bool]:
+def _term_range(k: sa.FromClause, term: str) -> sa.ColumnElement[bool]:
     return sa.and_(k.c.key >= term, k.c.key < rules.successor(term))
 
 

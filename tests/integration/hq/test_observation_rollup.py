@@ -1,4 +1,4 @@
-"""The observation rollup on SQLite and PostgreSQL: readings HQ holds completely are summed once per hour and
+"""The observation rollup on SQLite and PostgreSQL: readings HQ holds completely are summed once per day and
 metric, alarms and gaps copied out, unknown device patient ids get a provisional record; the timeline shows
 the same figures before and after the rollup (rollups + the unsummed tail), and a range is summed only once
 even when two workers try."""
@@ -63,12 +63,14 @@ def test_rollup_sums_once_and_the_timeline_agrees_before_and_after(engine: sa.En
     with engine.connect() as conn:
         assert conn.execute(sa.select(rollup_progress.c.rolled_below)).scalar() == 205
         assert conn.execute(sa.select(sa.func.sum(observation_rollups.c.count))).scalar() == 203
-        spo2_hour0 = conn.execute(sa.select(observation_rollups).where(
+        first_day = conn.execute(sa.select(observation_rollups).where(
             observation_rollups.c.patient_key == "A-1", observation_rollups.c.metric == SPO2,
-            observation_rollups.c.hour_ms == T0)).mappings().one()
-        # seqs 1, 3, 5 fall in the first hour (10, 30, 50 minutes): values 91, 93, 95
-        assert (spo2_hour0["count"], spo2_hour0["value_min"], spo2_hour0["value_max"], spo2_hour0["value_sum"]) == (
-            3, 91.0, 95.0, 279.0)
+            observation_rollups.c.kind == "observation", observation_rollups.c.day_ms == T0)).mappings().one()
+        # the odd seqs 1..143 fall on the first day (every 10 minutes): 72 readings of 90 + seq % 7
+        odd = [90.0 + s % 7 for s in range(1, 144, 2)]
+        assert (first_day["count"], first_day["value_min"], first_day["value_max"], first_day["value_sum"],
+                first_day["first_ms"], first_day["last_ms"]) == (
+            72, min(odd), max(odd), sum(odd), T0 + 600_000, T0 + 143 * 600_000)
         assert sorted(conn.execute(sa.select(observation_highlights.c.kind)).scalars()) == ["alarm", "gap"]
         unknown = records.patient_for_mrn(conn, "clinic-a", "DEV-9")
         assert unknown is not None
