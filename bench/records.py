@@ -79,9 +79,13 @@ def check_digit(body: str) -> str:
 def population(rng: random.Random, n: int) -> list[dict[str, Any]]:
     weights = [w for _, _, w in SURNAMES]
     people = []
+    taken: set[str] = set()
     for i in range(1, n + 1):
-        born = f"{rng.randint(1935, 2020)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
-        body = f"{rng.choice(REGIONS)}{born}{i % 1000:03d}"
+        body = ""
+        while not body or body in taken:  # national ids are unique
+            born = f"{rng.randint(1935, 2020)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+            body = f"{rng.choice(REGIONS)}{born}{rng.randrange(1000):03d}"
+        taken.add(body)
         at = sorted({rng.randrange(1, CLINICS + 1) for _ in range(rng.choice((1, 1, 2)))})  # a third: two clinics
         person: dict[str, Any] = {"id": i, "national_id": body + check_digit(body), "birth": born,
                                   "mrns": [(c, f"C{c:02d}-{i:06d}") for c in at]}
