@@ -19,10 +19,10 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, ReplicationMode, Replicator
-from hq import api, auth, db, observability, openapi, reminders, replay
+from hq import api, auth, db, observability, observation_rollup, openapi, reminders, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, consultations, pages, schedule, websocket
+from hq.console import admin, consultations, pages, patients, schedule, websocket
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
@@ -51,10 +51,12 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
+    app.add_routes(patients.routes)
     app.add_routes(schedule.routes)
     app.add_routes(fhir_scheduling.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **consultations.OPENAPI_PATHS, **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **schedule.OPENAPI_PATHS,
+                          **fhir_scheduling.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -63,6 +65,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
     app.cleanup_ctx.append(_escalation)
+    app.cleanup_ctx.append(observation_rollup.background)
     reminders.register(app)
     app.on_shutdown.append(_close_websockets)
     return app

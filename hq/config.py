@@ -178,6 +178,33 @@ class ConsultationsSection:
 
 
 @dataclass(frozen=True)
+class RecordsSection:
+    attachments_dir: Path = field(default=Path("/var/lib/clinic-hq/attachments"), metadata=_doc(
+        "Where uploaded imaging (DICOM) files are kept, each once, under its sha256 (ab/cd/abcd...). Back it up "
+        "with the database: the database holds only the path. Created at the first upload."))
+    max_upload_bytes: int = field(default=512 * 1024**2, metadata=_doc(
+        "Largest DICOM file accepted in one upload; a larger one is refused (413) before it is stored."))
+    timeline_days: int = field(default=30, metadata=_doc(
+        "Days a patient's timeline shows at once (older days page in); at most 366."))
+    search_results: int = field(default=50, metadata=_doc("Patients one search returns at most."))
+    rollup_interval_s: float = field(default=2.0, metadata=_doc(
+        "How often new readings are summed into the timeline's hourly summaries (and device patient ids HQ "
+        "does not know get a record)."))
+    rollup_chunk_rows: int = field(default=20_000, metadata=_doc(
+        "Readings summed per transaction: small enough that ingest never waits long for the database."))
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise ValueError(f"max_upload_bytes {self.max_upload_bytes} must be at least 1024")
+        if not 1 <= self.timeline_days <= 366:
+            raise ValueError(f"timeline_days {self.timeline_days} must be 1-366")
+        if not 1 <= self.search_results <= 500:
+            raise ValueError(f"search_results {self.search_results} must be 1-500")
+        if self.rollup_interval_s <= 0 or self.rollup_chunk_rows < 100:
+            raise ValueError("rollup_interval_s must be > 0 and rollup_chunk_rows >= 100")
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -189,5 +216,7 @@ class HqConfig:
         "[scheduling] experts' slots, bookings and reminders"))
     consultations: ConsultationsSection = field(default_factory=ConsultationsSection, metadata=_doc(
         "[consultations] dispatch, escalation, short-form deadline, reports"))
+    records: RecordsSection = field(default_factory=RecordsSection, metadata=_doc(
+        "[records] shared patient records: imaging files, timeline, search"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))

@@ -151,19 +151,25 @@ def _candidate(conn: sa.Connection, where: sa.ColumnElement[bool]) -> rules.Cand
 
 
 # ---- search keys ------------------------------------------------------------------------------------
-def key_source(conn: sa.Connection, patient_id: int) -> rules.KeySource:
-    row = conn.execute(sa.select(patients).where(patients.c.id == patient_id)).mappings().one()
+def record_key_source(row: Mapping[str, Any], mrns: Sequence[str],
+                      former: Sequence[Mapping[str, Any]] = ()) -> rules.KeySource:
+    """What a record is found by: its names (a device-made record has none), national id and record numbers,
+    and the names of records merged into it (a misspelt duplicate, a maiden name)."""
     names = [] if row["origin"] == "device" else [row["name"]]
     names += [n for n in (row["family_name"], row["given_name"], row["alt_name"]) if n]
     if row["family_name"] and row["given_name"]:
         names.append(f"{row['family_name']} {row['given_name']}")
-    # Records merged into this one keep being found by their names (a misspelt duplicate, a maiden name).
-    former = conn.execute(sa.select(patients.c.name, patients.c.alt_name, patients.c.origin)
-                          .where(patients.c.merged_into_id == patient_id)).all()
-    names += [n for name, alt, origin in former if origin != "device" for n in (name, alt) if n]
+    names += [n for f in former if f["origin"] != "device" for n in (f["name"], f["alt_name"]) if n]
+    return rules.KeySource(names=tuple(names), national_id=row["national_id"], mrns=tuple(mrns))
+
+
+def key_source(conn: sa.Connection, patient_id: int) -> rules.KeySource:
+    row = dict(conn.execute(sa.select(patients).where(patients.c.id == patient_id)).mappings().one())
+    former = [dict(f) for f in conn.execute(sa.select(patients.c.name, patients.c.alt_name, patients.c.origin)
+                                            .where(patients.c.merged_into_id == patient_id)).mappings()]
     mrns = conn.execute(sa.select(patient_identifiers.c.mrn)
                         .where(patient_identifiers.c.patient_id == patient_id)).scalars().all()
-    return rules.KeySource(names=tuple(names), national_id=row["national_id"], mrns=tuple(mrns))
+    return record_key_source(row, mrns, former)
 
 
 def reindex(conn: sa.Connection, patient_id: int) -> None:

@@ -1,6 +1,6 @@
 """Shared patient records: one patient across all clinics, their per-clinic record numbers, the search keys,
 duplicate candidates and merges, visits, imaging (DICOM) attachments, and the summaries of their readings
-that keep a timeline fast however long the history (hourly rollups, alarms and gaps copied out).
+that keep a timeline fast however long the history (daily rollups, alarms and gaps copied out).
 
 Only the schema; matching, merging, search and the timeline are in `hq.records` and `hq.patient_search`.
 """
@@ -49,6 +49,8 @@ patient_search_keys = sa.Table(
     sa.Column("patient_id", BigId, sa.ForeignKey("patients.id"), primary_key=True),
     sa.Column("kind", sa.String(8), nullable=False),  # name | nid | mrn
     sa.Index("ix_patient_search_keys_patient_id_key", "patient_id", "key"),
+    # SQLite: rows clustered by the key, so a range scan reads them in place (no rowid lookup per key).
+    sqlite_with_rowid=False,
 )
 
 # The record number a clinic (and its devices, as PID-3) knows the patient by.
@@ -137,15 +139,15 @@ imaging = sa.Table(
     sa.Index("ix_imaging_patient_id", "patient_id"),
 )
 
-# Readings summed per patient key (clinic, the device's patient id), metric, kind and UTC hour by
+# Readings summed per patient key (clinic, the device's patient id), metric, kind and UTC day by
 # `hq.observation_rollup` from rows HQ holds completely (below each gateway's complete_below): a timeline over
-# a year reads at most 24 x 365 rows per metric, never the raw readings.
+# a year reads at most 365 rows per metric, never the raw readings.
 observation_rollups = sa.Table(
     "observation_rollups",
     metadata,
     sa.Column("clinic_id", sa.String(64), primary_key=True),
     sa.Column("patient_key", sa.String(80), primary_key=True),  # observations.patient_id = an MRN
-    sa.Column("hour_ms", Millis, primary_key=True),
+    sa.Column("day_ms", Millis, primary_key=True),
     sa.Column("metric", sa.String(80), primary_key=True),
     sa.Column("kind", sa.String(16), primary_key=True),  # observation | alarm | gap
     sa.Column("unit", sa.String(40)),
@@ -156,6 +158,7 @@ observation_rollups = sa.Table(
     sa.Column("value_sum", sa.Float),
     sa.Column("first_ms", Millis, nullable=False),
     sa.Column("last_ms", Millis, nullable=False),
+    sqlite_with_rowid=False,  # a patient's days are read as one range, in place
 )
 
 # Alarms and gaps (rare, and what a clinician looks for) copied out of observations by the rollup, so that
