@@ -52,7 +52,7 @@ class GatewaySpec:
 
 class Stack:
     def __init__(self, workdir: Path | None = None, *, hq_port: int | None = None, db_url: str | None = None,
-                 log_to_console: bool = False) -> None:
+                 log_to_console: bool = False, hq_extra_config: str = "") -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="clinic-stack-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hq_port = hq_port or free_port()
@@ -66,6 +66,7 @@ class Stack:
         self.gateway_env: dict[str, dict[str, str]] = {}
         self.proxies: list[NetProxy] = []
         self.admin_token: str | None = None  # API token of the admin user ADMIN, made at the first start of HQ
+        self.hq_extra_config = hq_extra_config  # more TOML sections for HQ, e.g. "[scheduling]\nreminder_poll_s = 1\n"
 
     # ---- processes ------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -108,6 +109,7 @@ class Stack:
             f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
             "[auth]\nsecure_cookies = false\n"  # the console is reached over plain http on loopback
+            + self.hq_extra_config
         )
 
     def start_hq(self) -> None:
