@@ -186,6 +186,19 @@ def _claim(conn: sa.Connection, expert_id: int, appointment_id: int, start_ms: i
         raise SlotTaken("that time was just booked by someone else; choose another slot", "start") from exc
 
 
+def _refuse_if_held(conn: sa.Connection, expert_id: int, start_ms: int, end_ms: int,
+                    except_appointment: int | None = None) -> None:
+    """A quick refusal when (part of) the time is already claimed: most losers of a race for a slot end here,
+    before any other work. Only a shortcut: `_claim`'s primary key is what guarantees it."""
+    c = slot_claims
+    q = sa.select(c.c.appointment_id).where(c.c.expert_id == expert_id, c.c.unit_start_ms >= start_ms,
+                                            c.c.unit_start_ms < end_ms).limit(1)
+    if except_appointment is not None:
+        q = q.where(c.c.appointment_id != except_appointment)
+    if conn.execute(q).first() is not None:
+        raise SlotTaken("that time is booked already; choose another slot", "start")
+
+
 def _release(conn: sa.Connection, appointment_id: int) -> None:
     conn.execute(slot_claims.delete().where(slot_claims.c.appointment_id == appointment_id))
 
@@ -363,6 +376,7 @@ def book(conn: sa.Connection, actor: Actor, *, expert_id: int, start_ms: int, en
     routine consultation, the audit entry and the confirmation to the clinic's gateway, or nothing."""
     clinic = _booking_clinic(actor, clinic_id)
     _check_times(start_ms, end_ms, now)
+    _refuse_if_held(conn, expert_id, start_ms, end_ms)
     expert = _expert(conn, expert_id)
     reason = _clean_reason(reason)
     patient = _patient(conn, actor, clinic, patient_id, mrn)
@@ -393,6 +407,7 @@ def request_extra(conn: sa.Connection, actor: Actor, *, expert_id: int, start_ms
     if not MIN_EXTRA_MINUTES <= minutes <= MAX_EXTRA_MINUTES:
         raise BookingError(f"an extra slot lasts {MIN_EXTRA_MINUTES} to {MAX_EXTRA_MINUTES} minutes, not {minutes}",
                            "end")
+    _refuse_if_held(conn, expert_id, start_ms, end_ms)
     expert = _expert(conn, expert_id)
     text = _clean_reason(reason, required=True)
     patient = _patient(conn, actor, clinic, patient_id, mrn)
@@ -491,6 +506,7 @@ def reschedule(conn: sa.Connection, actor: Actor, appointment_id: int, *, start_
     _check_times(start_ms, end_ms, now)
     if (start_ms, end_ms) == (row["start_ms"], row["end_ms"]):
         raise BookingError("that is the appointment's current time", "start")
+    _refuse_if_held(conn, row["expert_id"], start_ms, end_ms, except_appointment=appointment_id)
     cal = _calendar(conn, row["expert_id"], start_ms, end_ms, exclude_appointment=appointment_id)
     if not slots.published_slot(cal, start_ms, end_ms):
         raise BookingError("that is not one of the expert's published slots: ask for proposals again", "start")
@@ -543,3 +559,13 @@ def mark_confirmed(conn: sa.Connection, appointment_id: int, *, start_ms: int, a
                                          a.c.status == "booked", a.c.confirmed_ms.is_(None))
                         .values(confirmed_ms=at_ms)).rowcount
     return appointment_row(conn, appointment_id) if done else None
+
+
+def double_bookings(conn: sa.Connection) -> int:
+    """Pairs of active appointments of one expert whose times overlap: what the slot claims make impossible,
+    counted from the appointments alone (an independent check for tests, benchmarks and operators)."""
+    a, b = appointments.alias("a"), appointments.alias("b")
+    active = scheduling.ACTIVE_STATUSES
+    return int(conn.execute(sa.select(sa.func.count()).select_from(a).join(b, sa.and_(
+        a.c.expert_id == b.c.expert_id, a.c.id < b.c.id, a.c.start_ms < b.c.end_ms, b.c.start_ms < a.c.end_ms))
+        .where(a.c.status.in_(active), b.c.status.in_(active))).scalar_one())

@@ -102,11 +102,11 @@ class Stack:
         self.proxies.append(proxy)
         return proxy
 
-    def hq_config_text(self) -> str:
+    def hq_config_text(self, *, port: int | None = None, client_id: str = "hq-1") -> str:
         return (
             f'[database]\nurl = "{self.db_url}"\n'
-            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n'
-            f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "{client_id}"\n'
+            f'[http]\nhost = "127.0.0.1"\nport = {port or self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
             "[auth]\nsecure_cookies = false\n"  # the console is reached over plain http on loopback
             + self.hq_extra_config
@@ -122,6 +122,16 @@ class Stack:
 
             accounts.add_user(self.db_url, ADMIN, "admin", display_name="Test Admin")
             self.admin_token = accounts.api_token(self.db_url, ADMIN)
+
+    def start_hq_worker(self, n: int) -> str:
+        """HQ worker number `n` (2, 3, ...) beside the one `start_hq` started, on the same database and broker:
+        the scale path (PostgreSQL and several workers). Returns its URL."""
+        port = free_port()
+        path = self.dir / f"hq-{n}.toml"
+        path.write_text(self.hq_config_text(port=port, client_id=f"hq-{n}"))
+        self._spawn(f"hq-{n}", [sys.executable, "-m", "hq", "serve", "--config", str(path)])
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout_s=30)
+        return f"http://127.0.0.1:{port}"
 
     @property
     def hq_url(self) -> str:
@@ -251,7 +261,7 @@ class Stack:
     # ---- teardown -------------------------------------------------------------------------
     def stop(self) -> None:
         # Devices first, then gateways (they publish their offline status), HQ, and the ptys last.
-        rank = {"sim-": 0, "gw-": 1, "hq": 2, "socat-": 3}
+        rank = {"sim-": 0, "gw-": 1, "hq": 2, "socat-": 3}  # "hq" also ranks the extra workers ("hq-2", ...)
         for name in sorted(self.procs, key=lambda n: next((r for p, r in rank.items() if n.startswith(p)), 4)):
             self.stop_process(name)
         for proxy in self.proxies:

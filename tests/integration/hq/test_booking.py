@@ -93,13 +93,8 @@ def notices(w: World) -> list[tuple[str, dict[str, Any]]]:
 
 
 def overlapping_bookings(engine: sa.Engine) -> int:
-    """Pairs of active appointments of one expert whose times overlap: what must never exist."""
-    a, b = appointments.alias("a"), appointments.alias("b")
-    active = ("booked", "pending_approval")
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(a).join(b, sa.and_(
-            a.c.expert_id == b.c.expert_id, a.c.id < b.c.id, a.c.start_ms < b.c.end_ms, b.c.start_ms < a.c.end_ms)
-        ).where(a.c.status.in_(active), b.c.status.in_(active))).scalar_one())
+        return booking.double_bookings(conn)
 
 
 # ---- booking --------------------------------------------------------------------------------
@@ -174,7 +169,7 @@ def test_bad_requests_are_refused_with_what_was_wrong(world: World) -> None:
 
 def test_the_same_time_cannot_be_booked_twice_even_overlapping_differently(world: World) -> None:
     book(world, start=berlin(7, 9, 30))
-    with pytest.raises(SlotTaken, match="just booked by someone else"):
+    with pytest.raises(SlotTaken, match="booked already"):
         book(world, "nurse-b", start=berlin(7, 9, 30))
     # An urgent extra slot from 08:45 to 09:15 holds 09:00-09:15: the 09:00 slot cannot be booked any more.
     world.run(booking.request_extra, world.actor("nurse-a"), expert_id=world.expert, start_ms=berlin(7, 8, 45),
@@ -182,6 +177,35 @@ def test_the_same_time_cannot_be_booked_twice_even_overlapping_differently(world
     with pytest.raises(SlotTaken):
         book(world, start=berlin(7, 9))
     assert len(world.rows(sa.select(appointments))) == 2 and len(claims(world)) == 12
+    assert overlapping_bookings(world.engine) == 0
+
+
+def test_the_primary_key_refuses_what_the_quick_check_let_through(world: World) -> None:
+    """B checks while A's booking of the same slot is not committed yet: B's check sees nothing, and the slot
+    claims' primary key refuses B once A commits (B waits for A's lock meanwhile, on either database)."""
+    nurse = world.actor("nurse-a")
+    a_booked, b_done = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def b() -> None:
+        a_booked.wait(10)
+        try:
+            with world.engine.begin() as conn:
+                booking.book(conn, nurse, expert_id=world.expert, start_ms=berlin(7, 9), end_ms=berlin(7, 9, 30),
+                             now=NOW)
+            outcome.append("booked")
+        except SlotTaken as exc:
+            outcome.append(str(exc))
+        b_done.set()
+
+    thread = threading.Thread(target=b)
+    thread.start()
+    with world.engine.begin() as conn:
+        booking.book(conn, nurse, expert_id=world.expert, start_ms=berlin(7, 9), end_ms=berlin(7, 9, 30), now=NOW)
+        a_booked.set()
+        assert not b_done.wait(1.0), "B finished while A held the slot uncommitted"
+    thread.join(30)
+    assert outcome == ["that time was just booked by someone else; choose another slot"]
     assert overlapping_bookings(world.engine) == 0
 
 

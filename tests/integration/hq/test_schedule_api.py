@@ -173,7 +173,7 @@ async def test_console_pages_for_each_role_and_a_booking_by_form(broker: Mosquit
             assert resp.headers["Location"].startswith("/schedule/appointments/")
         refused = await call(hq, "POST", "/api/v1/appointments", t["nurse-a"],
                              {"expert_id": t["expert"], "start": nine, "end": nine + 1_800_000}, status=409)
-        assert "just booked" in refused["error"]
+        assert "booked already" in refused["error"]
         listing = await call(hq, "GET", "/api/v1/appointments", t["nurse-a"])
         [appointment] = listing["appointments"]
         detail = await call(hq, "GET", f"/schedule/appointments/{appointment['appointment_id']}", t["nurse-a"])
