@@ -302,14 +302,14 @@ def local_text(ms: int, zone_name: str) -> str:
 
 def notice_of(kind: str, row: dict[str, Any], *, previous_start_ms: int | None = None,
               note: str | None = None) -> aw.AppointmentNotice:
+    # The clinic's screen shows the times in the clinic's zone; the text names the expert's own.
     who = row["expert_name"]
-    when = local_text(row["start_ms"], "UTC")
-    expert_local = local_text(row["start_ms"], row["expert_time_zone"])
+    when = f"{local_text(row['start_ms'], row['expert_time_zone'])} (the expert's time)"
     texts = {
-        aw.NOTICE_CONFIRMED: f"Consultation with {who} booked for {when} ({expert_local} for the expert).",
+        aw.NOTICE_CONFIRMED: f"Consultation with {who} booked for {when}.",
         aw.NOTICE_PENDING: f"Urgent extra slot with {who} at {when} asked for; waiting for the department head.",
         aw.NOTICE_REJECTED: f"Urgent extra slot with {who} at {when} was not approved.",
-        aw.NOTICE_RESCHEDULED: f"Consultation with {who} moved to {when} ({expert_local} for the expert).",
+        aw.NOTICE_RESCHEDULED: f"Consultation with {who} moved to {when}.",
         aw.NOTICE_CANCELLED: f"Consultation with {who} at {when} was cancelled.",
         aw.NOTICE_REMINDER: f"Reminder: consultation with {who} at {when}.",
     }

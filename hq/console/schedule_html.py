@@ -158,7 +158,8 @@ def appointment_page(actor: Actor, row: Mapping[str, Any], moves: Sequence[Mappi
              ("Expert", f"{e(a['expert_name'])} <small>{e(a['expert_title'])} {e(a['hospital'])}</small>"),
              ("Department", e(a["department_name"])), ("Clinic", e(a["clinic_id"])),
              ("Patient", e(a["patient_mrn"] or "")), ("Question", e(a["reason"] or "")),
-             ("Consultation", e(a["consultation_public_id"] or "")),
+             ("Consultation", f"<a href=\"/consultations/{e(a['consultation_public_id'])}\">open</a>"
+                              if a["consultation_public_id"] else ""),
              ("Clinic's gateway", f"<span id=\"confirmation\">{confirmation(a)}</span>"),
              ("Reminder", f"<span id=\"reminder\">{when(a['reminded_ms']) if a['reminded_ms'] else 'not yet'}</span>")]
     if a["decided_ms"]:

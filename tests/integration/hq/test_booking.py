@@ -114,7 +114,7 @@ def test_booking_a_published_slot_writes_everything_in_one_go(world: World) -> N
                     "end_ms": berlin(7, 9, 30), "expert_name": "Dr. Wang", "department": "Cardiology",
                     "expert_time_zone": "Europe/Berlin", "patient_mrn": "MRN-7",
                     "public_id": consultation["public_id"]}
-    assert "Mon 7 Jan 2030 08:00 UTC (Mon 7 Jan 2030 09:00 CET for the expert)" in body["text"]
+    assert body["text"] == "Consultation with Dr. Wang booked for Mon 7 Jan 2030 09:00 CET (the expert's time)."
     entry = world.rows(sa.select(audit_log).where(audit_log.c.action == "appointment.book"))[0]
     assert (entry["actor"], entry["target_id"], entry["clinic_id"]) == ("user:nurse-a", str(a["id"]), "clinic-a")
     assert audit.verify(world.engine).ok
