@@ -551,14 +551,20 @@ def remind_due(conn: sa.Connection, *, now: int, lead_ms: int, limit: int = 100)
     return changes
 
 
-def mark_confirmed(conn: sa.Connection, appointment_id: int, *, start_ms: int, at_ms: int) -> dict[str, Any] | None:
+def mark_confirmed(conn: sa.Connection, appointment_id: int, *, start_ms: int, at_ms: int,
+                   gateway_id: str) -> dict[str, Any] | None:
     """The clinic's gateway confirmed it has the booking at `start_ms` (a receipt of a confirming notice);
     a receipt for a time the appointment has since left confirms nothing. Returns the updated row or None."""
     a = appointments
     done = conn.execute(a.update().where(a.c.id == appointment_id, a.c.start_ms == start_ms,
                                          a.c.status == "booked", a.c.confirmed_ms.is_(None))
                         .values(confirmed_ms=at_ms)).rowcount
-    return appointment_row(conn, appointment_id) if done else None
+    if not done:
+        return None
+    row = appointment_row(conn, appointment_id)
+    audit.record(conn, f"gateway:{gateway_id}", "appointment.delivered", "appointment", appointment_id,
+                 clinic_id=row["clinic_id"], detail={"start_ms": start_ms})
+    return row
 
 
 def double_bookings(conn: sa.Connection) -> int:

@@ -40,7 +40,8 @@ def confirm_on_receipt(ctx: EventContext, message: dict[str, Any], receipt: wire
         log.warning("gateway %s could not apply the confirmation of appointment %d: %s", message["gateway_id"],
                     appointment_id, receipt.detail)
         return
-    row = booking.mark_confirmed(ctx.conn, appointment_id, start_ms=start_ms, at_ms=ctx.hq_ms)
+    row = booking.mark_confirmed(ctx.conn, appointment_id, start_ms=start_ms, at_ms=ctx.hq_ms,
+                                 gateway_id=message["gateway_id"])
     if row is None:
         return  # moved or cancelled since, or confirmed already by another of the clinic's gateways
     update = {"type": "appointment", "event": "delivered", "appointment": booking.appointment_json(row),

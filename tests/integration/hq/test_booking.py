@@ -261,7 +261,9 @@ def _book_in_process(db_url: str, username: str, expert_id: int, start: int, gat
 
 
 def test_concurrent_processes_book_a_slot_exactly_once(world: World) -> None:
-    ctx = multiprocessing.get_context("spawn")
+    # A fork server with the booking code loaded starts each booker in milliseconds (spawn imports it anew).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hq.booking", "tests.support.schedule_rows"])
     gate, results = ctx.Barrier(4), ctx.Queue()
     url = world.engine.url.render_as_string(hide_password=False)
     procs = [ctx.Process(target=_book_in_process, args=(url, "nurse-a", world.expert, berlin(7, 11), gate, results))
@@ -389,10 +391,13 @@ def test_a_receipt_confirms_only_the_time_it_was_sent_for(world: World) -> None:
     a = book(world, start=berlin(7, 9)).appointment
     world.run(booking.reschedule, world.actor("nurse-a"), a["id"], start_ms=berlin(7, 10), end_ms=berlin(7, 10, 30),
               now=NOW)
-    assert world.run(booking.mark_confirmed, a["id"], start_ms=berlin(7, 9), at_ms=NOW + 1) is None
-    row = world.run(booking.mark_confirmed, a["id"], start_ms=berlin(7, 10), at_ms=NOW + 2)
+    assert world.run(booking.mark_confirmed, a["id"], start_ms=berlin(7, 9), at_ms=NOW + 1, gateway_id="gw-a") is None
+    row = world.run(booking.mark_confirmed, a["id"], start_ms=berlin(7, 10), at_ms=NOW + 2, gateway_id="gw-a")
     assert row is not None and row["confirmed_ms"] == NOW + 2
-    assert world.run(booking.mark_confirmed, a["id"], start_ms=berlin(7, 10), at_ms=NOW + 3) is None  # once
+    assert world.run(booking.mark_confirmed, a["id"], start_ms=berlin(7, 10), at_ms=NOW + 3,
+                     gateway_id="gw-a") is None  # once
+    delivered = world.rows(sa.select(audit_log).where(audit_log.c.action == "appointment.delivered"))
+    assert [(e["actor"], e["target_id"]) for e in delivered] == [("gateway:gw-a", str(a["id"]))]
 
 
 # ---- availability and proposals --------------------------------------------------------------
