@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime debootstrap systemd-container fonts-wqy-microhei
+APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime debootstrap systemd-container openssl fonts-wqy-microhei
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv system-deps test test-unit bench demo lint docs clean

@@ -246,3 +246,19 @@ async def test_a_bad_request_names_its_field(broker: Mosquitto, sqlite_url: str,
     async with running_hq(config(broker, sqlite_url)) as hq:
         answer = await hq.send_json("POST", "/api/v1/consultations", body, 400)
         assert answer["field"] in ("kind", "clinic_id", "department")
+
+
+async def test_cancelling_withdraws_the_open_offers_and_tells_the_clinic(broker: Mosquitto, sqlite_url: str) -> None:
+    consult_experts.seed_experts(sqlite_url, EXPERTS[:3], clinic_id=CLINIC)
+    async with running_hq(config(broker, sqlite_url)) as hq, FakeGateway(broker, clinic_id=CLINIC) as gw:
+        await gw.send_status()
+        pid = uuid.uuid4().hex
+        await gw.send(emergency(gw, 1, pid))
+        await gw.next_ack()
+        await eventually(lambda: _has_offers(sqlite_url, pid), what="offers")
+        cancelled = await hq.send_json("POST", f"/api/v1/consultations/{pid}/cancel", {"reason": "duplicate call"})
+        assert cancelled["status"] == "cancelled"
+        assert set(offers(sqlite_url, pid).values()) == {"withdrawn"}
+        [notice] = rows(sqlite_url, downlink_messages, downlink_messages.c.kind == cw.NOTICE_WITHDRAWN)
+        assert notice["body"] == {"public_id": pid, "reason": "duplicate call"} and notice["gateway_id"] == "gw-1"
+        await hq.send_json("POST", f"/api/v1/consultations/{pid}/cancel", {}, 400)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hq import consultations, db
+from hq import consultations, db, records
 from hq.models import consultations as consultations_table
-from tests.support import directory_rows
+from tests.support import directory
+from tests.support.consult_experts import add_expert_with_account
 
 
 def test_a_booking_makes_a_scheduled_routine_consultation_with_its_expert(db_url: str) -> None:
@@ -14,10 +15,10 @@ def test_a_booking_makes_a_scheduled_routine_consultation_with_its_expert(db_url
     try:
         db.upgrade_schema(engine)
         with engine.begin() as conn:
-            clinic = directory_rows.clinic(conn, "clinic-a")
-            dept = directory_rows.department(conn, "cardiology")
-            expert_id, user_id = directory_rows.expert(conn, "wang", dept)
-            patient_id = directory_rows.patient(conn, clinic, "MRN-1")
+            clinic = directory.add_clinic(conn, "clinic-a")
+            dept = directory.add_department(conn, "cardiology")
+            expert_id, user_id = add_expert_with_account(conn, "wang", dept)
+            patient_id = records.register_patient(conn, clinic, "MRN-1", name="Test Patient")
             cid, public_id = consultations.create_scheduled(
                 conn, clinic_id=clinic, patient_id=patient_id, expert_id=expert_id, department_id=dept,
                 requested_by_user_id=user_id, start_ms=1_900_000_000_000, now=1_800_000_000_000)
