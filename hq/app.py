@@ -19,10 +19,11 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, auth, db, observability, openapi, replay
+from hq import api, auth, db, directory_upkeep, observability, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
 from hq.console import admin, pages, websocket
+from hq.console import experts as expert_pages
 from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -45,13 +46,16 @@ def create_app(config: HqConfig) -> web.Application:
     app[RECEIPTS].register(app[EVENTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
+    app.add_routes(expert_pages.routes)
     app.add_routes(api.routes)
-    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS}
+    app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
+                          **expert_pages.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
     app.router.add_static("/static/", pages.STATIC_DIR, name="static")
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(directory_upkeep.directory_upkeep)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
     app.on_shutdown.append(_close_websockets)

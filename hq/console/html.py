@@ -83,6 +83,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 # only decides whose bar shows the link.
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
+    NavItem("/experts", "Experts", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )
