@@ -24,6 +24,7 @@ from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LIN
 from hq.config import HqConfig
 from hq.console import admin, pages, websocket
 from hq.console import experts as expert_pages
+from hq.console import metrics as metrics_pages
 from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -47,9 +48,10 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(expert_pages.routes)
+    app.add_routes(metrics_pages.routes)
     app.add_routes(api.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **expert_pages.OPENAPI_PATHS}
+                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)

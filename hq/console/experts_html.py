@@ -28,7 +28,7 @@ def _error(message: str | None) -> str:
     return f"<p class=\"error\" role=\"alert\" id=\"form-error\">{e(message)}</p>" if message else ""
 
 
-def _seconds(value: float | None) -> str:
+def seconds_text(value: float | None) -> str:
     if value is None:
         return "\u2014"
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
@@ -90,8 +90,9 @@ def directory_page(actor: Actor, rows: Sequence[Mapping[str, Any]], total: int, 
             f"<td>{e(r['hospital'])}</td><td>{e(r['department']['name'])}</td>"
             f"<td>{e(', '.join(r['languages']))}</td><td>{e(', '.join(r['tags']))}</td>"
             f"<td class=\"num\">{r['daily_cap']}</td><td class=\"num\">{cap['consultations_done']}</td>"
-            f"<td class=\"num\">{_seconds(cap['median_response_s'])}</td><td class=\"num\">{_rating(cap['rating_avg'])}"
-            "</td>" + (f"<td class=\"flags\">{review_badges(r['review'])}</td>" if full else "") + "</tr>")
+            f"<td class=\"num\">{seconds_text(cap['median_response_s'])}</td>"
+            f"<td class=\"num\">{_rating(cap['rating_avg'])}</td>"
+            + (f"<td class=\"flags\">{review_badges(r['review'])}</td>" if full else "") + "</tr>")
     head = ("<tr><th>Name</th><th>Title</th><th>Hospital</th><th>Department</th><th>Languages</th><th>Skills</th>"
             "<th>Cap/day</th><th>Done</th><th>Median response</th><th>Rating</th>"
             + ("<th>Review</th>" if full else "") + "</tr>")
@@ -125,8 +126,8 @@ def profile_page(actor: Actor, expert: Mapping[str, Any], *, full: bool, can_edi
     fact_list = "".join(f"<dt>{e(k)}</dt><dd>{e(v) or DASH}</dd>" for k, v in facts)
     figures = [("Consultations done", str(cap["consultations_done"])),
                ("Dispatch offers accepted", f"{cap['offers_accepted']} of {cap['offers']}"),
-               ("Median response", _seconds(cap["median_response_s"])),
-               ("p90 response", _seconds(cap["p90_response_s"])),
+               ("Median response", seconds_text(cap["median_response_s"])),
+               ("p90 response", seconds_text(cap["p90_response_s"])),
                ("Rating", f"{_rating(cap['rating_avg'])} ({cap['ratings']} ratings)"),
                ("Advice adopted", f"{_share(cap['adoption_rate'])} of {cap['adoption_answers']} answered"),
                ("Last consultation", cap["last_consultation"] or "never")]

@@ -5,12 +5,13 @@ every change is in the audit log."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import sqlalchemy as sa
 
 from hq import db
-from hq.models import audit_log, clinics
+from hq.models import audit_log, clinics, consultations
 from tests.integration.hq.conftest import RunningHq, hq_config, running_hq
 from tests.support import accounts
 from tests.support.mosquitto import Mosquitto
@@ -192,3 +193,49 @@ async def test_the_pages_render_for_each_role(broker: Mosquitto, sqlite_url: str
         assert "Department" in await page(f"/experts/{li}/edit", coordinator)
         await page(f"/experts/{li}/edit", staff, 403)
         assert "unknown review flag" in await page("/experts?review=bogus", coordinator, 400)
+
+
+def seed_consultations(db_url: str, expert_id: int) -> None:
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            now = int(time.time() * 1000)
+            for clinic in ("clinic-a", "clinic-b"):
+                if conn.execute(sa.select(clinics.c.id).where(clinics.c.id == clinic)).first() is None:
+                    conn.execute(clinics.insert().values(id=clinic, name=clinic.title()))
+            conn.execute(consultations.insert(), [
+                {"public_id": f"m{i}", "kind": "emergency", "status": "closed", "clinic_id": clinic,
+                 "expert_id": expert_id, "requested_ms": now - 3_600_000, "received_ms": now - 3_600_000,
+                 "accepted_ms": now - 3_600_000 + response_s * 1000, "rating": 5}
+                for i, (clinic, response_s) in enumerate((("clinic-a", 30), ("clinic-a", 90), ("clinic-b", 60)))])
+    finally:
+        engine.dispose()
+
+
+async def test_metrics_api_scoped_by_role_with_an_audited_csv_export(broker: Mosquitto, sqlite_url: str) -> None:
+    async with running_hq(hq_config(broker, sqlite_url, '[metrics]\ntime_zone = "Asia/Shanghai"\n')) as hq:
+        coordinator = await token(hq, "coord", "coordinator")
+        staff = await token(hq, "nurse", "clinic_staff", clinic_id="clinic-a")
+        li = (await hq.send_json("POST", "/api/v1/experts", {"name": "Dr. Li", "department": "Cardiology"},
+                                 status=201, token=coordinator))["id"]
+        await asyncio.to_thread(seed_consultations, sqlite_url, li)
+        everything = await hq.get_json("/api/v1/metrics?by=clinic", token=coordinator)
+        assert everything["query"]["time_zone"] == "Asia/Shanghai"
+        assert {r["key"]: r["volume"] for r in everything["rows"]} == {"clinic-a": 2, "clinic-b": 1}
+        assert everything["total"]["response_median_s"] == 60.0 and everything["total"]["response_p90_s"] == 90.0
+        mine = await hq.get_json("/api/v1/metrics?by=clinic", token=staff)
+        assert [(r["key"], r["response_median_s"]) for r in mine["rows"]] == [("clinic-a", 60.0)]
+        assert (await hq.get_json("/api/v1/metrics?by=clinic&clinic_id=clinic-b", token=staff))["rows"] == []
+        grid = await hq.get_json("/api/v1/metrics/heatmap?tz=UTC", token=coordinator)
+        assert len(grid["counts"]) == 7 and sum(map(sum, grid["counts"])) == 3
+        assert (await hq.get_json("/api/v1/metrics?by=colour", status=400, token=coordinator))["parameter"] == "by"
+        async with hq.http.get(hq.url + "/api/v1/metrics.csv?by=expert",
+                               headers={"Authorization": f"Bearer {coordinator}"}) as r:
+            assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
+            text = await r.text()
+        assert text.splitlines()[1].startswith(f"{li},Dr. Li,3,3,0,3,60.0,90.0")
+        assert ("user:coord", "metrics.export", "expert") in audit_actions(sqlite_url)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {coordinator}"}) as s, \
+                s.get(hq.url + "/metrics?by=hour") as r:
+            page = await r.text()
+        assert r.status == 200 and "Demand by weekday and hour" in page and 'class="heat heat-9"' in page
