@@ -84,7 +84,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
     NavItem("/experts", "Experts", _EVERYONE),
-    NavItem("/metrics", "Metrics", _EVERYONE),
+    NavItem("/consultation-metrics", "Metrics", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )

@@ -1,5 +1,5 @@
-"""Consultation metrics in the console (/metrics: figures by clinic, expert, department, hour or weekday, and
-the demand heat map) and the JSON API with its CSV export; each role counts what it may see.
+"""Consultation metrics in the console (/consultation-metrics: figures by clinic, expert, department, hour or
+weekday, and the demand heat map) and the JSON API with its CSV export; each role counts what it may see.
 
 Thin handlers and their markup: the figures are `hq.metrics`' SQL aggregation.
 """
@@ -23,6 +23,8 @@ from hq.console.html import e
 from hq.query_params import ParamError
 
 routes = web.RouteTableDef()
+# Not /metrics: that is the Prometheus exposition every service serves.
+PAGE = "/consultation-metrics"
 
 BY_LABELS = {"none": "everything", "clinic": "clinic", "expert": "expert", "department": "department",
              "hour": "hour of day", "weekday": "weekday", "kind": "kind"}
@@ -118,7 +120,7 @@ def metrics_page(actor: Actor, query: metrics.MetricsQuery, report: metrics.Repo
     kinds = "".join(f"<option value=\"{k}\"{' selected' if k == query.kind else ''}>{k}</option>"
                     for k in ("", *metrics.KINDS))
     form = (
-        "<form method=\"get\" action=\"/metrics\" class=\"inline\" id=\"metrics-filters\">"
+        f"<form method=\"get\" action=\"{PAGE}\" class=\"inline\" id=\"metrics-filters\">"
         f"<label>From <input type=\"date\" name=\"since\" value=\"{e(params.get('since', ''))}\"></label>"
         f"<label>Until (inclusive) <input type=\"date\" name=\"until\" value=\"{e(params.get('until', ''))}\"></label>"
         f"<label>By <select name=\"by\">{by_options}</select></label>"
@@ -159,10 +161,10 @@ def metrics_page(actor: Actor, query: metrics.MetricsQuery, report: metrics.Repo
         "<h2>Demand by weekday and hour</h2>"
         f"<table class=\"heatmap\" id=\"heatmap\"><thead><tr><th></th>{hours}</tr></thead><tbody>{heat_rows}</tbody>"
         "</table>")
-    return html.page("Metrics", body, page_data={"view": "metrics"}, actor=actor, current="/metrics", scripts=())
+    return html.page("Metrics", body, page_data={"view": "metrics"}, actor=actor, current=PAGE, scripts=())
 
 
-@routes.get("/metrics")
+@routes.get(PAGE)
 async def metrics_view(request: web.Request) -> web.Response:
     actor = await require(request)
     params = {k: v for k, v in request.query.items() if v}

@@ -236,6 +236,6 @@ async def test_metrics_api_scoped_by_role_with_an_audited_csv_export(broker: Mos
         assert text.splitlines()[1].startswith(f"{li},Dr. Li,3,3,0,3,60.0,90.0")
         assert ("user:coord", "metrics.export", "expert") in audit_actions(sqlite_url)
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {coordinator}"}) as s, \
-                s.get(hq.url + "/metrics?by=hour") as r:
+                s.get(hq.url + "/consultation-metrics?by=hour") as r:
             page = await r.text()
         assert r.status == 200 and "Demand by weekday and hour" in page and 'class="heat heat-9"' in page
