@@ -26,6 +26,7 @@ from hq.console import admin, pages, websocket
 from hq.console import experts as expert_pages
 from hq.console import metrics as metrics_pages
 from hq.downlink import Downlink, Receipts
+from hq.fhir import practitioner
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -49,9 +50,10 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(expert_pages.routes)
     app.add_routes(metrics_pages.routes)
+    app.add_routes(practitioner.routes)
     app.add_routes(api.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS}
+                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
