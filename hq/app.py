@@ -19,13 +19,16 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, ReplicationMode, Replicator
-from hq import api, auth, db, observability, observation_rollup, openapi, reminders, replay
+from hq import api, auth, db, directory_upkeep, observability, observation_rollup, openapi, reminders, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
 from hq.console import admin, consultations, pages, patients, schedule, websocket
+from hq.console import experts as expert_pages
+from hq.console import metrics as metrics_pages
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
+from hq.fhir import practitioner
 from hq.fhir import scheduling as fhir_scheduling
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -49,6 +52,9 @@ def create_app(config: HqConfig) -> web.Application:
     ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
+    app.add_routes(expert_pages.routes)
+    app.add_routes(metrics_pages.routes)
+    app.add_routes(practitioner.routes)
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
     app.add_routes(patients.routes)
@@ -56,12 +62,14 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(fhir_scheduling.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
                           **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **schedule.OPENAPI_PATHS,
-                          **fhir_scheduling.OPENAPI_PATHS}
+                          **fhir_scheduling.OPENAPI_PATHS, **expert_pages.OPENAPI_PATHS,
+                          **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
     app.router.add_static("/static/", pages.STATIC_DIR, name="static")
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(directory_upkeep.directory_upkeep)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
     app.cleanup_ctx.append(_escalation)

@@ -205,6 +205,33 @@ class RecordsSection:
 
 
 @dataclass(frozen=True)
+class ExpertsSection:
+    capability_refresh_s: float = field(default=60.0, metadata=_doc(
+        "How often every expert's capability figures (consultations done, response times, rating, advice "
+        "adoption) are recomputed from the consultation history for matching and the directory; an expert's "
+        "profile page always shows live figures."))
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.capability_refresh_s <= 86_400:
+            raise ValueError(f"capability_refresh_s {self.capability_refresh_s} must be 5-86400")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "IANA time zone of the metrics' hour of day and weekday (the demand heat map), e.g. Asia/Shanghai; "
+        "daylight saving time is honoured. The API's tz parameter overrides it per request."))
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as Asia/Shanghai") from None
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -218,5 +245,7 @@ class HqConfig:
         "[consultations] dispatch, escalation, short-form deadline, reports"))
     records: RecordsSection = field(default_factory=RecordsSection, metadata=_doc(
         "[records] shared patient records: imaging files, timeline, search"))
+    experts: ExpertsSection = field(default_factory=ExpertsSection, metadata=_doc("[experts] the expert directory"))
+    metrics: MetricsSection = field(default_factory=MetricsSection, metadata=_doc("[metrics] consultation metrics"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))

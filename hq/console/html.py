@@ -86,6 +86,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/schedule", "Schedule", _EVERYONE),
     NavItem("/consultations", "Consultations", _EVERYONE),
     NavItem("/patients", "Patients", _EVERYONE),
+    NavItem("/experts", "Experts", _EVERYONE),
+    NavItem("/consultation-metrics", "Metrics", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )

@@ -187,7 +187,7 @@ def appointment_page(actor: Actor, row: Mapping[str, Any], moves: Sequence[Mappi
             "<button type=\"submit\" class=\"move\">Move here</button></form></li>" for m in moves)
         actions.append(f"<h2>Move to another slot</h2><ul class=\"moves\">{options}</ul>")
     body = (f"<h1>Appointment #{a['id']}</h1>" + problem(error)
-            + f"<table class=\"facts\" data-appointment=\"{a['id']}\">{rows}</table>" + "".join(actions)
+            + f"<table class=\"appointment-facts\" data-appointment=\"{a['id']}\">{rows}</table>" + "".join(actions)
             + "<p><a href=\"/schedule\">Back to the schedule</a></p>")
     return _page(f"Appointment #{a['id']}", body, actor, "appointment", appointment_id=a["id"])
 

@@ -82,7 +82,7 @@ def test_a_clinic_books_a_slot_and_its_gateway_confirms_it(browser: Browser, sta
     expect(nurse.locator("#status")).to_have_text("Booked")
     # Live: the clinic's gateway stores the confirmation and its receipt comes back through the outbox.
     expect(nurse.locator("#confirmation")).to_contain_text("delivered to the clinic's gateway", timeout=30_000)
-    appointment_id = int(nurse.locator("table.facts").get_attribute("data-appointment") or 0)
+    appointment_id = int(nurse.locator("table.appointment-facts").get_attribute("data-appointment") or 0)
 
     notices = gateway_json(stack, "/api/v1/notices?kind=appointment.confirmed")["notices"]
     assert [(n["body"]["appointment_id"], n["body"]["start_ms"], n["body"]["patient_mrn"]) for n in notices] == [
