@@ -1,5 +1,5 @@
 """The gateway's local HTTP API on the clinic LAN: health (/healthz), Prometheus metrics (/metrics)
-and a JSON status (/api/v1/status). The staff screen comes later; this is the operator's view.
+and a JSON status (/api/v1/status); the staff screen's pages (`gateway.local_ui`) add their own routes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class LocalApi:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/v1/status", self.status)
         app.router.add_get("/api/v1/notices", self.notices)
+        if gateway.checkin is not None:
+            gateway.checkin.add_routes(app)
         self.app = app
 
     async def start(self) -> None:

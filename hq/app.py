@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, Replicator
-from hq import api, auth, db, observability, observation_rollup, openapi, replay
+from hq import api, auth, checkin_events, db, observability, observation_rollup, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
 from hq.console import admin, pages, patients, websocket
@@ -43,6 +43,7 @@ def create_app(config: HqConfig) -> web.Application:
     app[EVENTS] = GatewayEvents()
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
+    checkin_events.register(app[EVENTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
