@@ -22,7 +22,8 @@ SEXES = ("female", "male", "other", "unknown")
 FIELDS = ("mrn", "name", "family_name", "given_name", "alt_name", "national_id", "sex", "birth_date", "phone",
           "reason", "device_id")
 LIMITS = {"mrn": 80, "name": 200, "family_name": 100, "given_name": 100, "alt_name": 200, "national_id": 40,
-          "phone": 40, "reason": 1000, "device_id": 80}
+          "phone": 40, "reason": 1000, "device_id": 80, "sex": 16, "birth_date": 32}
+SEX_WORDS = {"f": "female", "女": "female", "m": "male", "男": "male", "o": "other", "u": "unknown"}
 
 
 class CheckinError(ValueError):
@@ -93,7 +94,7 @@ def parse(form: Mapping[str, Any], *, checkin_id: str, now_ms: int, today: dt.da
             raise CheckinError("national_id", "must be letters and digits (spaces and hyphens are ignored)")
     sex = _text(form, "sex")
     if sex is not None:
-        sex = sex.lower()
+        sex = SEX_WORDS.get(sex.lower(), sex.lower())
         if sex not in SEXES:
             raise CheckinError("sex", f"{sex!r} is not one of {', '.join(SEXES)}")
     born = _text(form, "birth_date")
