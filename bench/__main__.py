@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.records"]
+BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.dispatch",
+              "bench.records"]
 
 
 def main() -> int:

@@ -18,12 +18,14 @@ import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
-from gateway.replication import ReplicationError, Replicator
+from gateway.replication import ReplicationError, ReplicationMode, Replicator
 from hq import api, auth, checkin_events, db, observability, observation_rollup, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, pages, patients, websocket
+from hq.console import admin, consultations, pages, patients, websocket
+from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
+from hq.escalation import Escalator
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -43,13 +45,15 @@ def create_app(config: HqConfig) -> web.Application:
     app[EVENTS] = GatewayEvents()
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
+    ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
     checkin_events.register(app[EVENTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
+    app.add_routes(consultations.routes)
     app.add_routes(patients.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **patients.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -57,6 +61,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
+    app.cleanup_ctx.append(_escalation)
     app.cleanup_ctx.append(observation_rollup.background)
     app.on_shutdown.append(_close_websockets)
     return app
@@ -83,6 +88,9 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
     replicator: Replicator | None = None
     if not section.enabled:
         log.info("database replication is off ([replication] enabled = false)")
+    elif section.mode is ReplicationMode.EXTERNAL and url.get_backend_name() == "sqlite":
+        log.info("database replication runs in its own process ([replication] mode = \"external\": "
+                 "clinic-hq replicate, the clinic-hq-litestream unit)")
     elif url.get_backend_name() != "sqlite":
         log.info("database is %s: replication and backups are the database's job (e.g. streaming replication "
                  "and base backups), not Litestream's; [replication] is ignored", url.get_backend_name())
@@ -123,6 +131,17 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _escalation(app: web.Application) -> AsyncIterator[None]:
+    """Dispatch rounds that time out escalate, overdue short forms are flagged (state in the database)."""
+    escalator = Escalator(app[ENGINE], app[CONFIG].consultations, app)
+    task = asyncio.create_task(escalator.run(), name="hq-escalation")
+    task.add_done_callback(functools.partial(_report_crash, app[FATAL]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _request_replays(engine: sa.Engine, link: MqttLink) -> None:

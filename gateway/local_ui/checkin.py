@@ -16,9 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from html import escape
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -26,6 +24,7 @@ from aiohttp import web
 from gateway import checkin_form, wire
 from gateway.capture import DeviceHealth
 from gateway.inbox import Handled
+from gateway.local_ui.shell import GATEWAY, check_same_origin, e, error_block, page, response
 from gateway.outbox import LANE_TABLES, Entry, Outbox, OutboxError
 
 log = logging.getLogger(__name__)
@@ -188,118 +187,117 @@ class CheckinDesk:
 
         return await self.outbox.query(read)
 
-    # ---- HTTP ----------------------------------------------------------------------------------
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/checkin", self.page)
-        app.router.add_post("/checkin", self.submit)
-        app.router.add_post("/checkin/unlink", self.unlink_form)
-        app.router.add_get("/api/v1/checkins", self.api_list)
-        app.router.add_post("/api/v1/checkins", self.api_create)
-
-    async def page(self, request: web.Request) -> web.Response:
-        return _html(self._render(await self.recent(), done=request.query.get("done")))
-
-    async def submit(self, request: web.Request) -> web.Response:
-        _same_origin(request)
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        try:
-            state = await self.check_in(form)
-        except checkin_form.CheckinError as exc:
-            return _html(self._render(await self.recent(), error=str(exc), form=form), status=400)
-        except OutboxError as exc:
-            log.error("check-in not stored: %s", exc)
-            return _html(self._render(await self.recent(), error=f"not stored, try again: {exc}", form=form),
-                         status=503)
-        raise web.HTTPSeeOther(f"/checkin?done={state.checkin_id}")
-
-    async def unlink_form(self, request: web.Request) -> web.Response:
-        _same_origin(request)
-        form = await request.post()
-        await self.unlink(str(form.get("device_id", "")))
-        raise web.HTTPSeeOther("/checkin")
-
-    async def api_list(self, request: web.Request) -> web.Response:
-        return web.json_response({"checkins": [c.to_json() for c in await self.recent()], "links": self.links()})
-
-    async def api_create(self, request: web.Request) -> web.Response:
-        _same_origin(request)
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "the body is not JSON"}, status=400)
-        if not isinstance(body, dict):
-            return web.json_response({"error": "the body must be a JSON object"}, status=400)
-        try:
-            state = await self.check_in(body)
-        except checkin_form.CheckinError as exc:
-            return web.json_response({"error": str(exc), "field": exc.field}, status=400)
-        except OutboxError as exc:
-            return web.json_response({"error": f"not stored, try again: {exc}"}, status=503)
-        return web.json_response(state.to_json(), status=201)
-
-    def _render(self, recent: list[CheckinState], *, error: str | None = None, done: str | None = None,
-                form: Mapping[str, str] | None = None) -> str:
-        form = form or {}
-        e = _escape
-        links = self.links()
-        device_rows = "".join(
-            f"<tr data-device=\"{e(d)}\"><td>{e(d)}</td><td>{e(h.state)}</td><td>{e(h.patient_id or '')}</td>"
-            f"<td class=\"linked\">{e(links.get(d, ''))}</td><td>"
-            + (f"<form method=\"post\" action=\"/checkin/unlink\"><input type=\"hidden\" name=\"device_id\" "
-               f"value=\"{e(d)}\"><button type=\"submit\">Unlink</button></form>" if d in links else "")
-            + "</td></tr>" for d, h in sorted(self.devices.items()))
-        options = "".join(f"<option value=\"{e(d)}\"{' selected' if form.get('device_id') == d else ''}>{e(d)}</option>"
-                          for d in sorted(self.devices))
-        fields = "".join(
-            f"<label>{e(label)} <input name=\"{name}\" value=\"{e(form.get(name, ''))}\"{' required' if req else ''}>"
-            "</label>" for name, label, req in (
-                ("mrn", "Record number", True), ("name", "Name", False), ("family_name", "Family name", False),
-                ("given_name", "Given name", False), ("alt_name", "Name in another script", False),
-                ("national_id", "National id", False), ("birth_date", "Birth date (YYYY-MM-DD)", False),
-                ("phone", "Phone", False), ("reason", "Reason for the visit", False)))
-        sexes = "".join(f"<option value=\"{s}\"{' selected' if form.get('sex') == s else ''}>{s or '-'}</option>"
-                        for s in ("", *checkin_form.SEXES))
-        items = "".join(
-            f"<li data-checkin=\"{e(c.checkin_id)}\" data-state=\"{e(c.state)}\""
-            f"{JUST_DONE if c.checkin_id == done else ''}>"
-            f"<strong>{e(c.name or '')}</strong> {e(c.mrn)}{DOT}<span class=\"state\">{e(c.summary())}</span>"
-            + (f"{DOT}linked {e(', '.join(c.devices))}" if c.devices else "") + "</li>" for c in recent)
-        problem = f"<p class=\"error\" role=\"alert\">{e(error)}</p>" if error else ""
-        body = (
-            "<h1>Patient check-in</h1>" + problem +
-            "<form method=\"post\" action=\"/checkin\" id=\"checkin\">" + fields +
-            f"<label>Sex <select name=\"sex\">{sexes}</select></label>"
-            f"<label>Link a monitor <select name=\"device_id\"><option value=\"\">-</option>{options}</select></label>"
-            "<button type=\"submit\">Check in</button></form>"
-            "<p class=\"hint\">Works without HQ: the check-in is stored here and sent when the link returns. A linked "
-            "monitor's readings belong to this patient from now on.</p>"
-            "<h2>Devices</h2><table id=\"devices\"><thead><tr><th>Device</th><th>State</th><th>Patient id it sends"
-            f"</th><th>Linked to</th><th></th></tr></thead><tbody>{device_rows}</tbody></table>"
-            f"<h2>Recent check-ins</h2><ul id=\"checkins\">{items}</ul>")
-        return layout("Check-in", body)
+# ---- the page and its JSON twin ---------------------------------------------------------------------
+routes = web.RouteTableDef()
 
 
-def _escape(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
+def _desk(request: web.Request) -> CheckinDesk:
+    desk = request.app[GATEWAY].checkin
+    if desk is None:
+        raise web.HTTPNotFound(text="check-in is not set up on this gateway")
+    return desk
 
 
-def layout(title: str, body: str) -> str:
-    """A plain page until the local screen's shell (gateway.local_ui.shell) is adopted."""
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_escape(title)} \u00b7 Clinic gateway</title></head><body>"
-            "<nav><a href=\"/checkin\">Check-in</a></nav>"
-            f"<main>{body}</main></body></html>\n")
+@routes.get("/checkin")
+async def checkin_page(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    return _page(request, desk, await desk.recent(), done=request.query.get("done"))
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
-                        headers={"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-                                 "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+@routes.post("/checkin")
+async def checkin_form_post(request: web.Request) -> web.Response:
+    check_same_origin(request)
+    desk = _desk(request)
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    try:
+        state = await desk.check_in(form)
+    except checkin_form.CheckinError as exc:
+        return _page(request, desk, await desk.recent(), error=str(exc), form=form, status=400)
+    except OutboxError as exc:
+        log.error("check-in not stored: %s", exc)
+        return _page(request, desk, await desk.recent(), error=f"not stored, try again: {exc}", form=form,
+                     status=503)
+    raise web.HTTPSeeOther(f"/checkin?done={state.checkin_id}")
 
 
-def _same_origin(request: web.Request) -> None:
-    """The clinic LAN has no logins; refuse a form posted from another site in a staff member's browser."""
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != "null" and urlsplit(origin).netloc != request.host:
-        raise web.HTTPForbidden(text=f"refused: a request from another site ({origin})")
+@routes.post("/checkin/unlink")
+async def unlink_form(request: web.Request) -> web.Response:
+    check_same_origin(request)
+    form = await request.post()
+    await _desk(request).unlink(str(form.get("device_id", "")))
+    raise web.HTTPSeeOther("/checkin")
+
+
+@routes.get("/api/v1/checkins")
+async def api_list(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    return web.json_response({"checkins": [c.to_json() for c in await desk.recent()], "links": desk.links()})
+
+
+@routes.post("/api/v1/checkins")
+async def api_create(request: web.Request) -> web.Response:
+    check_same_origin(request)
+    desk = _desk(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "the body is not JSON"}, status=400)
+    if not isinstance(body, dict):
+        return web.json_response({"error": "the body must be a JSON object"}, status=400)
+    try:
+        state = await desk.check_in(body)
+    except checkin_form.CheckinError as exc:
+        return web.json_response({"error": str(exc), "field": exc.field}, status=400)
+    except OutboxError as exc:
+        return web.json_response({"error": f"not stored, try again: {exc}"}, status=503)
+    return web.json_response(state.to_json(), status=201)
+
+
+def _page(request: web.Request, desk: CheckinDesk, recent: list[CheckinState], *, error: str | None = None,
+          done: str | None = None, form: Mapping[str, str] | None = None, status: int = 200) -> web.Response:
+    body = render(desk, recent, error=error, done=done, form=form)
+    return response(page(request.app[GATEWAY], "Check-in", body, current="/checkin",
+                         page_data={"view": "checkin"}), status=status)
+
+
+def render(desk: CheckinDesk, recent: list[CheckinState], *, error: str | None = None, done: str | None = None,
+           form: Mapping[str, str] | None = None) -> str:
+    form = form or {}
+    links = desk.links()
+    device_rows = "".join(
+        f"<tr data-device=\"{e(d)}\"><td>{e(d)}</td><td>{e(h.state)}</td><td>{e(h.patient_id or '')}</td>"
+        f"<td class=\"linked\">{e(links.get(d, ''))}</td><td>"
+        + (f"<form method=\"post\" action=\"/checkin/unlink\"><input type=\"hidden\" name=\"device_id\" "
+           f"value=\"{e(d)}\"><button type=\"submit\">Unlink</button></form>" if d in links else "")
+        + "</td></tr>" for d, h in sorted(desk.devices.items()))
+    options = "".join(f"<option value=\"{e(d)}\"{' selected' if form.get('device_id') == d else ''}>{e(d)}</option>"
+                      for d in sorted(desk.devices))
+    fields = "".join(
+        f"<label>{e(label)} <input name=\"{name}\" value=\"{e(form.get(name, ''))}\"{' required' if req else ''}>"
+        "</label>" for name, label, req in (
+            ("mrn", "Record number", True), ("name", "Name", False), ("family_name", "Family name", False),
+            ("given_name", "Given name", False), ("alt_name", "Name in another script", False),
+            ("national_id", "National id", False), ("birth_date", "Birth date (YYYY-MM-DD)", False),
+            ("phone", "Phone", False), ("reason", "Reason for the visit", False)))
+    sexes = "".join(f"<option value=\"{s}\"{' selected' if form.get('sex') == s else ''}>{s or '-'}</option>"
+                    for s in ("", *checkin_form.SEXES))
+    items = "".join(
+        f"<li data-checkin=\"{e(c.checkin_id)}\" data-state=\"{e(c.state)}\""
+        f"{JUST_DONE if c.checkin_id == done else ''}>"
+        f"<strong>{e(c.name or '')}</strong> {e(c.mrn)}{DOT}<span class=\"state\">{e(c.summary())}</span>"
+        + (f"{DOT}linked {e(', '.join(c.devices))}" if c.devices else "") + "</li>" for c in recent)
+    problem = error_block(error)
+    body = (
+        "<h1>Patient check-in</h1>" + problem +
+        "<form method=\"post\" action=\"/checkin\" id=\"checkin\">" + fields +
+        f"<label>Sex <select name=\"sex\">{sexes}</select></label>"
+        f"<label>Link a monitor <select name=\"device_id\"><option value=\"\">-</option>{options}</select></label>"
+        "<button type=\"submit\">Check in</button></form>"
+        "<p class=\"hint\">Works without HQ: the check-in is stored here and sent when the link returns. A linked "
+        "monitor's readings belong to this patient from now on.</p>"
+        "<h2>Devices</h2><table id=\"devices\"><thead><tr><th>Device</th><th>State</th><th>Patient id it sends"
+        f"</th><th>Linked to</th><th></th></tr></thead><tbody>{device_rows}</tbody></table>"
+        f"<h2>Recent check-ins</h2><ul id=\"checkins\">{items}</ul>")
+    return body
+
+

@@ -84,6 +84,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
     NavItem("/patients", "Patients", _EVERYONE),
+    NavItem("/consultations", "Consultations", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )

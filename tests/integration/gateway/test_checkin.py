@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from devices.masimo import encode_line
-from gateway import wire
+from gateway import tomlconfig, wire
+from gateway.app import build
 from gateway.capture import DeviceHealth, DeviceSession, make_decoder
-from gateway.config import Protocol
+from gateway.config import GatewayConfig, Protocol
 from gateway.local_ui.checkin import CheckinDesk
 from gateway.outbox import Outbox
 from tests.support.ports import free_port
@@ -87,19 +87,22 @@ async def test_a_checkin_is_queued_in_the_outbox_and_links_the_monitor(outbox: O
     assert await again.unlink("oxi-1") and again.linked_patient("oxi-1") is None
 
 
-async def test_the_local_screen_form_and_its_json_twin(outbox: Outbox) -> None:
-    devices, _health = oximeter()
-    desk = CheckinDesk(outbox, devices)
-    await desk.open()
-    app = web.Application()
-    desk.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
+async def test_the_local_screen_form_and_its_json_twin(tmp_path: Path) -> None:
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    config = tomlconfig.loads(f'[gateway]\nid = "gw-1"\nclinic_id = "clinic-a"\ndata_dir = "{tmp_path}"\n'
+                              f"[http]\nport = {port}\n", GatewayConfig, "gateway.toml")
+    gw = build(config)
+    gw.devices["oxi-1"] = DeviceHealth("oxi-1", "masimo", "/dev/ttyUSB0", state="ok", patient_id="BED-2")
+    await gw.outbox.open()
+    assert gw.checkin is not None and gw.local_api is not None
+    await gw.checkin.open()
+    await gw.local_api.start()
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/checkin") as resp:
+                page = await resp.text()
+                assert resp.status == 200 and 'href="/checkin"' in page and "HQ link: offline" in page
             async with http.post(f"{base}/checkin", data={"mrn": "A-7", "name": "", "device_id": "oxi-1"}) as resp:
                 page = await resp.text()
                 assert resp.status == 400 and "name: is empty" in page and 'value="A-7"' in page
@@ -123,8 +126,9 @@ async def test_the_local_screen_form_and_its_json_twin(outbox: Outbox) -> None:
             assert [c["mrn"] for c in listed["checkins"]] == ["A-9", "A-7"] and listed["links"] == {"oxi-1": "A-7"}
             async with http.post(f"{base}/checkin/unlink", data={"device_id": "oxi-1"}) as resp:
                 assert resp.status == 200
-            assert desk.links() == {}
+            assert gw.checkin.links() == {}
+        events = await gw.outbox.read_lane(wire.Lane.CONSULT, 0, 100)
+        assert [json.dumps(e.extra["mrn"]) for e in events if e.extra] == ['"A-7"', '"A-9"']
     finally:
-        await runner.cleanup()
-    events = await outbox.read_lane(wire.Lane.CONSULT, 0, 100)
-    assert [json.dumps(e.extra["mrn"]) for e in events if e.extra] == ['"A-7"', '"A-9"']
+        await gw.local_api.stop()
+        await gw.outbox.close()
