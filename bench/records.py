@@ -120,8 +120,8 @@ def load(engine: sa.Engine, people: list[dict[str, Any]]) -> None:
             numbers += [{"patient_id": p["id"], "clinic_id": f"clinic-{c:02d}", "mrn": m, "created_ms": T0}
                         for c, m in p["mrns"]]
             source = records.record_key_source(row, mrns)
-            keys += [{"key": k, "patient_id": p["id"], "kind": str(kind)}
-                     for k, kind in patient_matching.search_keys(source).items()]
+            scopes = {records.CHAIN_SCOPE, *(f"clinic-{c:02d}" for c, _ in p["mrns"])}
+            keys += records.key_rows(p["id"], patient_matching.search_keys(source), scopes)
         with engine.begin() as conn:
             conn.execute(patients.insert(), rows)
             conn.execute(patient_identifiers.insert(), numbers)

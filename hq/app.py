@@ -19,7 +19,18 @@ from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
 from gateway.replication import ReplicationError, ReplicationMode, Replicator
-from hq import api, auth, db, directory_upkeep, observability, observation_rollup, openapi, reminders, replay
+from hq import (
+    api,
+    auth,
+    checkin_events,
+    db,
+    directory_upkeep,
+    observability,
+    observation_rollup,
+    openapi,
+    reminders,
+    replay,
+)
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
 from hq.console import admin, consultations, pages, patients, schedule, websocket
@@ -50,6 +61,7 @@ def create_app(config: HqConfig) -> web.Application:
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
     ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
+    checkin_events.register(app[EVENTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(expert_pages.routes)

@@ -172,16 +172,31 @@ def key_source(conn: sa.Connection, patient_id: int) -> rules.KeySource:
     return record_key_source(row, mrns, former)
 
 
+CHAIN_SCOPE = ""  # search keys of the whole chain; a clinic's scope is its id
+
+
+def search_scopes(conn: sa.Connection, patient_id: int) -> set[str]:
+    """The chain, and every clinic where the patient has a record number or a visit (who may find them there)."""
+    at = sa.union(sa.select(patient_identifiers.c.clinic_id).where(patient_identifiers.c.patient_id == patient_id),
+                  sa.select(visits.c.clinic_id).where(visits.c.patient_id == patient_id))
+    return {CHAIN_SCOPE, *conn.execute(at).scalars()}
+
+
 def reindex(conn: sa.Connection, patient_id: int) -> None:
     """Rewrite the patient's search keys from the record (a merged-away record has none)."""
     conn.execute(patient_search_keys.delete().where(patient_search_keys.c.patient_id == patient_id))
     merged = conn.execute(sa.select(patients.c.merged_into_id).where(patients.c.id == patient_id)).scalar()
     if merged is not None:
         return
-    keys = rules.search_keys(key_source(conn, patient_id))
-    if keys:
-        conn.execute(patient_search_keys.insert(),
-                     [{"key": k, "patient_id": patient_id, "kind": str(kind)} for k, kind in keys.items()])
+    rows = key_rows(patient_id, rules.search_keys(key_source(conn, patient_id)), search_scopes(conn, patient_id))
+    if rows:
+        conn.execute(patient_search_keys.insert(), rows)
+
+
+def key_rows(patient_id: int, keys: Mapping[str, rules.KeyKind], scopes: set[str]) -> list[dict[str, Any]]:
+    """The patient_search_keys rows of a patient: every key in every scope."""
+    return [{"scope": scope, "key": k, "patient_id": patient_id, "kind": str(kind)}
+            for scope in sorted(scopes) for k, kind in keys.items()]
 
 
 # ---- registering ------------------------------------------------------------------------------------
@@ -364,9 +379,13 @@ def record_visit(conn: sa.Connection, patient_id: int, clinic_id: str, *, starte
         found = conn.execute(sa.select(visits.c.id).where(visits.c.external_id == external_id)).first()
         if found is not None:
             return int(found.id), False
+    known_here = conn.execute(sa.select(patient_search_keys.c.patient_id).where(
+        patient_search_keys.c.patient_id == patient_id, patient_search_keys.c.scope == clinic_id).limit(1)).first()
     result = conn.execute(visits.insert().values(
         patient_id=patient_id, clinic_id=clinic_id, gateway_id=gateway_id, external_id=external_id,
         started_ms=started_ms, reason=reason, created_ms=clock_now_ms() if now is None else now))
+    if known_here is None:
+        reindex(conn, patient_id)  # the clinic's staff may find the patient now
     return int(result.inserted_primary_key[0]), True  # type: ignore[index]
 
 

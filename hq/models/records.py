@@ -40,11 +40,14 @@ patients = sa.Table(
 # index sorts by code point (SQLite's default BINARY collation does; a linguistic collation may not).
 SearchKey = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
 
-# Every normalised name token, whole name, national id and record number of a live (not merged-away) patient:
-# a search term matches by prefix with one index range scan, in any script (see `hq.patient_matching`).
+# Every normalised name token, whole name, national id and record number of a live (not merged-away) patient,
+# once for the whole chain (scope "") and once per clinic where the patient has a record number or a visit (scope
+# = the clinic id): a search term matches by prefix with one index range scan, in any script, and clinic staff
+# search their clinic's scope directly instead of filtering the chain's hits (see `hq.patient_search`).
 patient_search_keys = sa.Table(
     "patient_search_keys",
     metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),
     sa.Column("key", SearchKey, primary_key=True),
     sa.Column("patient_id", BigId, sa.ForeignKey("patients.id"), primary_key=True),
     sa.Column("kind", sa.String(8), nullable=False),  # name | nid | mrn

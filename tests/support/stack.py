@@ -109,6 +109,7 @@ class Stack:
             f'[http]\nhost = "127.0.0.1"\nport = {port or self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
             "[auth]\nsecure_cookies = false\n"  # the console is reached over plain http on loopback
+            f'[records]\nattachments_dir = "{self.dir / "attachments"}"\n'
             + self.hq_extra_config
         )
 
@@ -239,6 +240,10 @@ class Stack:
         url = f"http://127.0.0.1:{self.gateway_http_ports[gateway_id]}/api/v1/status"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return dict(json.load(resp))
+
+    def gateway_url(self, gateway_id: str) -> str:
+        """The gateway's local API and staff screen."""
+        return f"http://127.0.0.1:{self.gateway_http_ports[gateway_id]}"
 
     def hq_get(self, path: str, token: str | None = None) -> dict[str, object]:
         """GET a JSON API path as the stack's admin (or the holder of `token`)."""

@@ -45,12 +45,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "patient_search_keys",
+        sa.Column("scope", sa.String(length=64), nullable=False),
         sa.Column("key", SearchKey, nullable=False),
         sa.Column("patient_id", BigId, nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.ForeignKeyConstraint(["patient_id"], ["patients.id"],
                                 name=op.f("fk_patient_search_keys_patient_id_patients")),
-        sa.PrimaryKeyConstraint("key", "patient_id", name=op.f("pk_patient_search_keys")),
+        sa.PrimaryKeyConstraint("scope", "key", "patient_id", name=op.f("pk_patient_search_keys")),
         sqlite_with_rowid=False,
     )
     op.create_index("ix_patient_search_keys_patient_id_key", "patient_search_keys", ["patient_id", "key"],

@@ -15,6 +15,7 @@ from hq.auth import Actor, Role
 from hq.models import (
     appointments,
     consultations,
+    experts,
     imaging,
     patient_duplicates,
     patient_identifiers,
@@ -50,9 +51,10 @@ def add_imaging(conn: sa.Connection, patient_id: int, sop: str) -> None:
 
 
 def add_appointment(conn: sa.Connection, patient_id: int, expert_id: int) -> None:
-    conn.execute(appointments.insert().values(expert_id=expert_id, start_ms=T0, end_ms=T0 + 900_000,
-                                              clinic_id="clinic-b", patient_id=patient_id, status="booked",
-                                              created_ms=T0))
+    department = conn.execute(sa.select(experts.c.department_id).where(experts.c.id == expert_id)).scalar_one()
+    conn.execute(appointments.insert().values(expert_id=expert_id, department_id=department, start_ms=T0,
+                                              end_ms=T0 + 900_000, clinic_id="clinic-b", patient_id=patient_id,
+                                              status="booked", created_ms=T0, updated_ms=T0))
 
 
 def seed(engine: sa.Engine) -> tuple[int, int]:

@@ -83,3 +83,18 @@ def test_a_merged_away_record_is_not_found_but_its_name_finds_the_survivor(engin
         patient_merge.merge(conn, survivor, duplicate, by_user_id=None, reason="test", now=T0)
     assert names(engine, "zhang weiming") == ["Wei Zhang"]
     assert names(engine, "a-0002") == ["Wei Zhang"]
+
+
+def test_words_that_are_not_a_phrase_still_match_each_by_prefix(engine: sa.Engine) -> None:
+    assert sorted(names(engine, "zhan wei")) == sorted(["张伟", "张伟明", "Wei Zhang"])  # no key starts "zhanwei"
+    assert names(engine, "weim zh") == ["张伟明"]
+
+
+def test_a_visit_at_a_clinic_makes_the_patient_findable_by_its_staff(engine: sa.Engine) -> None:
+    staff_b = Actor(1, "nurse", "Nurse", Role.CLINIC_STAFF, clinic_id="clinic-b")
+    assert names(engine, "张伟", staff_b) == []
+    with engine.begin() as conn:
+        pid = records.patient_for_mrn(conn, "clinic-a", "A-0001")
+        assert pid is not None
+        records.record_visit(conn, pid, "clinic-b", started_ms=T0)
+    assert names(engine, "张伟", staff_b) == ["张伟"]
