@@ -109,7 +109,7 @@ class ProposalQuery:
     request: slots.SlotRequest
 
 
-def _int_param(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def int_param(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     text = params.get(name)
     if text in (None, ""):
         return default
@@ -148,8 +148,8 @@ def proposal_query(params: Mapping[str, str], *, now: int, days: int, limit: int
                                  f"YYYY-MM-DD (in tz) or {ISO_EXPECTED}") from None
             not_before = slots.local_ms(day, 0, tz)
         not_before = max(not_before, earliest)
-    span_days = _int_param(params, "days", days, 1, MAX_DAYS)
-    minutes = _int_param(params, "minutes", 0, 0, slots.MAX_SLOT_MINUTES)
+    span_days = int_param(params, "days", days, 1, MAX_DAYS)
+    minutes = int_param(params, "minutes", 0, 0, slots.MAX_SLOT_MINUTES)
     hours = None
     start_text, end_text = (params.get("hours_start") or "").strip(), (params.get("hours_end") or "").strip()
     if start_text or end_text:
@@ -160,9 +160,9 @@ def proposal_query(params: Mapping[str, str], *, now: int, days: int, limit: int
             hours = slots.make_hours(tz.key, start_text, end_text)
         except slots.RuleError as exc:
             raise ParamError("hours_start", str(exc), "HH:MM on the 5-minute grid") from None
-    most = _int_param(params, "limit", limit, 1, MAX_PROPOSALS)
+    most = int_param(params, "limit", limit, 1, MAX_PROPOSALS)
     # Asking for one expert: all the proposals may be theirs.
-    each = _int_param(params, "per_expert", most if expert_id is not None else per_expert, 1, MAX_PROPOSALS)
+    each = int_param(params, "per_expert", most if expert_id is not None else per_expert, 1, MAX_PROPOSALS)
     request = slots.SlotRequest(not_before, not_before + int(timedelta(days=span_days).total_seconds() * 1000),
                                 minutes, hours, most, each)
     language = (params.get("language") or "").strip() or None

@@ -1,9 +1,8 @@
-"""Scheduling over the database: experts' published availability and exceptions, who is available now,
-proposals for a clinic's request, booking that can never double-book, cancellation, rescheduling, urgent
-extra slots approved by a department head, confirmations and reminders to the clinic's gateway.
+"""Scheduling over the database: experts publish weekly availability and exceptions (leave, clinic duty), who
+is available now (for emergencies), and proposals of the earliest fitting slots for a clinic's request.
 
-Synchronous functions over a connection (run them in a thread); the slot arithmetic is `hq.slots` (pure),
-the pages and API are `hq.console.schedule`.
+Synchronous functions over a connection (run them in a thread). Not booking (`hq.booking`), not the slot
+arithmetic (`hq.slots`, pure), not the pages and API (`hq.console.schedule`).
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ async def api_appointments(request: web.Request) -> web.Response:
     expert = q.get("expert_id")
     if expert is not None and not expert.isdigit():
         raise ParamError("expert_id", f"{expert!r} is not an expert id", "an integer")
-    limit = si._int_param(q, "limit", 200, 1, 1000)
+    limit = si.int_param(q, "limit", 200, 1, 1000)
 
     def read(conn: sa.Connection) -> list[dict[str, Any]]:
         rows = booking.list_appointments(conn, actor, clinic_id=q.get("clinic_id") or None,
