@@ -45,9 +45,14 @@ def rules_from_rows(rows: Iterable[Any]) -> tuple[slots.WeeklyRule, ...]:
         for r in rows)
 
 
-def _rules(conn: sa.Connection, chunk: list[int], into: dict[int, list[Any]]) -> None:
+def _rules(conn: sa.Connection, chunk: list[int], into: dict[int, list[Any]],
+           weekdays: Iterable[int] | None = None) -> None:
     r = availability_rules
-    for row in conn.execute(sa.select(r).where(r.c.expert_id.in_(chunk)).order_by(r.c.id)):
+    q = sa.select(r.c.expert_id, r.c.weekday, r.c.start_time, r.c.end_time, r.c.slot_minutes, r.c.valid_from,
+                  r.c.valid_until).where(r.c.expert_id.in_(chunk)).order_by(r.c.id)
+    if weekdays is not None:
+        q = q.where(r.c.weekday.in_(sorted(set(weekdays))))
+    for row in conn.execute(q):
         into.setdefault(int(row.expert_id), []).append(row)
 
 
@@ -101,6 +106,14 @@ def calendars(conn: sa.Connection, expert_ids: Iterable[int], from_ms: int, to_m
     return found
 
 
+def _today_and_yesterday(zone_name: str, at_ms: int) -> tuple[int, ...]:
+    try:
+        today = slots.local_date(at_ms, slots.zone(zone_name)).weekday()
+    except slots.RuleError:
+        return ()
+    return today, (today - 1) % 7
+
+
 def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) -> set[int]:
     """The experts who at `at_ms` are inside a published availability window, not on leave or clinic duty
     and not in a booked appointment (for matching emergencies: who can take a call now)."""
@@ -109,24 +122,31 @@ def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) ->
         return set()
     x, a = availability_exceptions, appointments
     zones = _zones(conn, ids)
+    # Only rules of a weekday that is today or yesterday somewhere in the experts' zones can cover `at_ms`.
+    weekdays = {d for name, _ in set(zones.values()) for d in _today_and_yesterday(name, at_ms)}
     rules: dict[int, list[Any]] = {}
     away: set[int] = set()
     for chunk in _chunks(ids):
-        _rules(conn, chunk, rules)
+        _rules(conn, chunk, rules, weekdays)
         away.update(int(e) for e in conn.execute(sa.select(x.c.expert_id).where(
             x.c.expert_id.in_(chunk), x.c.starts_ms <= at_ms, x.c.ends_ms > at_ms)).scalars())
         away.update(int(e) for e in conn.execute(sa.select(a.c.expert_id).where(
             a.c.expert_id.in_(chunk), a.c.status == "booked", a.c.start_ms <= at_ms, a.c.end_ms > at_ms)).scalars())
     available: set[int] = set()
+    answers: dict[tuple[str, tuple[slots.WeeklyRule, ...]], bool] = {}  # experts often share a zone and hours
     for expert_id, expert_rules in rules.items():
         if expert_id in away or expert_id not in zones:
             continue
-        try:
-            tz = slots.zone(zones[expert_id][0])
-        except slots.RuleError as exc:
-            log.warning("expert %d has no usable time zone, treated as unavailable: %s", expert_id, exc)
-            continue
-        if slots.available_at(slots.Calendar(expert_id, tz, rules_from_rows(expert_rules)), at_ms):
+        key = (zones[expert_id][0], rules_from_rows(expert_rules))
+        if key not in answers:
+            try:
+                tz = slots.zone(key[0])
+            except slots.RuleError as exc:
+                log.warning("expert %d has no usable time zone, treated as unavailable: %s", expert_id, exc)
+                answers[key] = False
+                continue
+            answers[key] = slots.available_at(slots.Calendar(expert_id, tz, key[1]), at_ms)
+        if answers[key]:
             available.add(expert_id)
     return available
 
