@@ -26,6 +26,8 @@ from hq.console import admin, consultations, pages, patients, websocket
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
+from hq.fhir import observation as fhir_observation
+from hq.fhir import patient as fhir_patient
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -52,8 +54,11 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
     app.add_routes(patients.routes)
+    app.add_routes(fhir_patient.routes)
+    app.add_routes(fhir_observation.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
+                          **fhir_observation.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
