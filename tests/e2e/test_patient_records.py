@@ -90,3 +90,45 @@ def test_a_coordinator_finds_a_patient_and_sees_their_timeline_with_live_vitals(
         page.screenshot(path=str(Path(os.environ["E2E_SCREENSHOT_DIR"]) / "timeline.png"), full_page=True)
         page.goto(f"{stack.hq_url}/patients?q=%E7%8E%8B")
         page.screenshot(path=str(Path(os.environ["E2E_SCREENSHOT_DIR"]) / "search.png"), full_page=True)
+
+
+@pytest.fixture
+def hq_only() -> Iterator[Stack]:
+    with Stack() as s:
+        s.start_broker()
+        s.start_hq()
+        accounts.add_user(s.db_url, COORDINATOR, "coordinator", display_name="Coordinator Li")
+        from hq import db
+        from hq.models import clinics
+
+        engine = db.create_engine_for(s.db_url)
+        with engine.begin() as conn:
+            conn.execute(clinics.insert().values(id=CLINIC, name="Clinic Rec"))
+        engine.dispose()
+        yield s
+
+
+def test_a_coordinator_merges_a_duplicate_and_undoes_it(page: Page, hq_only: Stack) -> None:
+    first = post(hq_only, "/api/v1/patients", {"clinic_id": CLINIC, "mrn": "R-1", "name": "Wang Fang",
+                                               "birth_date": "1961-05-04"})["patient"]["patient_id"]
+    second = post(hq_only, "/api/v1/patients", {"clinic_id": CLINIC, "mrn": "R-1", "name": "Wang Fang",
+                                                "birth_date": "1961-04-05", "phone": "138"})
+    assert second["outcome"] == "created_possible_duplicate"
+    dup = second["patient"]["patient_id"]
+
+    accounts.login(page, hq_only.hq_url, COORDINATOR, next_path="/patients")
+    page.click("#merge-link")
+    candidate = page.locator("#duplicates tbody tr").first
+    expect(candidate).to_contain_text("same clinic record number, conflicting birth date")
+    candidate.locator("a", has_text="Compare").click()
+    expect(page.locator(".compare .side")).to_have_count(2)
+    page.fill("#merge-form input[name=reason]", "birth day and month swapped at registration")
+    page.click("#merge-form button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"/patients/{first}$"))
+    expect(page.locator(".merges li")).to_contain_text(f"record {dup}")
+    expect(page.locator("#patient-name")).to_have_text("Wang Fang")
+    assert hq_only.hq_get(f"/api/v1/patients/{dup}")["patient_id"] == first  # the duplicate answers for it
+
+    page.locator(".merges li form button", has_text="Undo").click()
+    expect(page).to_have_url(re.compile(rf"/patients/{dup}$"))
+    assert hq_only.hq_get(f"/api/v1/patients/{dup}")["patient_id"] == dup
