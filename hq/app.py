@@ -22,7 +22,7 @@ from gateway.replication import ReplicationError, ReplicationMode, Replicator
 from hq import api, auth, checkin_events, db, observability, observation_rollup, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, consultations, pages, patients, websocket
+from hq.console import admin, consultations, pages, patient_imaging, patient_merges, patients, websocket
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
@@ -54,10 +54,13 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
     app.add_routes(patients.routes)
+    app.add_routes(patient_imaging.routes)
+    app.add_routes(patient_merges.routes)
     app.add_routes(fhir_patient.routes)
     app.add_routes(fhir_observation.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
+                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **patient_imaging.OPENAPI_PATHS,
+                          **patient_merges.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
                           **fhir_observation.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
