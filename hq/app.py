@@ -33,12 +33,14 @@ from hq import (
 )
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, consultations, pages, patients, schedule, websocket
+from hq.console import admin, consultations, pages, patient_imaging, patient_merges, patients, schedule, websocket
 from hq.console import experts as expert_pages
 from hq.console import metrics as metrics_pages
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
+from hq.fhir import observation as fhir_observation
+from hq.fhir import patient as fhir_patient
 from hq.fhir import practitioner
 from hq.fhir import scheduling as fhir_scheduling
 from hq.gateway_events import GatewayEvents
@@ -70,12 +72,17 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
     app.add_routes(patients.routes)
+    app.add_routes(patient_imaging.routes)
+    app.add_routes(patient_merges.routes)
+    app.add_routes(fhir_patient.routes)
+    app.add_routes(fhir_observation.routes)
     app.add_routes(schedule.routes)
     app.add_routes(fhir_scheduling.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **schedule.OPENAPI_PATHS,
-                          **fhir_scheduling.OPENAPI_PATHS, **expert_pages.OPENAPI_PATHS,
-                          **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **patient_imaging.OPENAPI_PATHS,
+                          **patient_merges.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
+                          **fhir_observation.OPENAPI_PATHS, **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS,
+                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)

@@ -188,7 +188,7 @@ class RecordsSection:
         "Days a patient's timeline shows at once (older days page in); at most 366."))
     search_results: int = field(default=50, metadata=_doc("Patients one search returns at most."))
     rollup_interval_s: float = field(default=2.0, metadata=_doc(
-        "How often new readings are summed into the timeline's hourly summaries (and device patient ids HQ "
+        "How often new readings are summed into the timeline's daily summaries (and device patient ids HQ "
         "does not know get a record)."))
     rollup_chunk_rows: int = field(default=20_000, metadata=_doc(
         "Readings summed per transaction: small enough that ingest never waits long for the database."))

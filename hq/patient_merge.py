@@ -157,6 +157,12 @@ def undo(conn: sa.Connection, merge_id: int, *, by_user_id: int | None, now: int
     conn.execute(patients.update().where(patients.c.id == b_id).values(**b_values))
     conn.execute(patient_merges.update().where(patient_merges.c.id == merge_id)
                  .values(undone_ms=now, undone_by_user_id=by_user_id))
+    low, high = rules.pair(a_id, b_id)
+    d = patient_duplicates
+    # Two records again: if they were a candidate pair, it is open again (candidates of B that the merge handed
+    # to A stay A's).
+    conn.execute(d.update().where(d.c.patient_id == low, d.c.other_id == high, d.c.resolution == "merged")
+                 .values(resolved_ms=None, resolution=None, resolved_by_user_id=None))
     reindex(conn, a_id)
     reindex(conn, b_id)
     return MergeResult(merge_id, a_id, b_id, moved)

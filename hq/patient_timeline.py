@@ -30,6 +30,7 @@ from hq.models import (
     rollup_progress,
     visits,
 )
+from hq.representations import gap_summary
 
 DAY_MS = 86_400_000
 ROLLED_KINDS = ("observation", "alarm", "gap")
@@ -164,7 +165,8 @@ def _highlight_entry(row: Any) -> dict[str, Any]:
     if row.kind == "alarm" and isinstance(extra.get("alarm"), dict):
         entry["alarm"] = extra["alarm"]
     if row.kind == "gap":
-        entry["gap"] = {k: extra.get(k) for k in ("count", "from_ms", "to_ms", "reason", "lane")}
+        entry["gap"] = {**{k: extra.get(k) for k in ("count", "from_ms", "to_ms", "reason", "lane")},
+                        "text": gap_summary(row._mapping, extra)["text"]}
     return entry
 
 

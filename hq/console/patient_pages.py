@@ -143,9 +143,7 @@ def _entry(item: Mapping[str, Any]) -> str:
         text = (f"<strong>Alarm</strong> {e(metric_label(item['metric']))} "
                 f"{e(alarm.get('text') or alarm.get('event') or '')} <small>{e(alarm.get('priority') or '')}</small>")
     elif kind == "gap":
-        gap = item.get("gap") or {}
-        text = (f"<strong>Data gap</strong>: {e(gap.get('count') or '?')} readings from {e(item['device_id'])} "
-                f"dropped ({e(gap.get('reason') or 'unknown reason')})")
+        text = f"<strong>Data gap</strong>: {e((item.get('gap') or {}).get('text') or '')}"
     else:
         text = e(kind)
     return f"<li class=\"entry {e(kind)}\" data-type=\"{e(kind)}\">{time} {text}</li>"

@@ -130,6 +130,7 @@ def test_merge_moves_everything_once_and_undo_restores_it(engine: sa.Engine) -> 
         assert rows[b]["merged_into_id"] is None and rows[b]["national_id"] == "W123"
         assert (rows[a]["national_id"], rows[a]["sex"], rows[a]["phone"]) == (None, None, None)
         assert conn.execute(sa.select(patient_merges.c.undone_ms)).scalar() == T0 + 200
+        assert conn.execute(sa.select(patient_duplicates.c.resolved_ms)).scalar() is None  # a candidate again
     with pytest.raises(MergeError, match="already undone"), engine.begin() as conn:
         patient_merge.undo(conn, result.merge_id, by_user_id=None, now=T0 + 300)
 

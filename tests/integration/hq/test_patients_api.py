@@ -13,8 +13,9 @@ import aiohttp
 import sqlalchemy as sa
 
 from hq import db
-from hq.models import audit_log, clinics
+from hq.models import audit_log
 from tests.integration.hq.conftest import FakeGateway, RunningHq, eventually, hq_config, running_hq
+from tests.integration.hq.records_support import add_clinics
 from tests.support import accounts, dicom_files
 from tests.support.mosquitto import Mosquitto
 
@@ -24,15 +25,6 @@ MAX_UPLOAD = 64 * 1024
 def config(broker: Mosquitto, db_url: str, tmp_path: Path) -> Any:
     return hq_config(broker, db_url, f'[records]\nattachments_dir = "{tmp_path / "attachments"}"\n'
                                      f"max_upload_bytes = {MAX_UPLOAD}\nrollup_interval_s = 0.2\n")
-
-
-def add_clinics(url: str, *ids: str) -> None:
-    engine = db.create_engine_for(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(clinics.insert(), [{"id": c, "name": f"Clinic {c[-1].upper()}"} for c in ids])
-    finally:
-        engine.dispose()
 
 
 def audit_actions(url: str) -> list[tuple[str, str, str | None]]:
