@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo
 
-from gateway import wire
+from gateway import appointments, wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.certificate_watch import CertificateWatch
+from gateway.checkin_form import RESULT_NOTICE
 from gateway.config import GatewayConfig
 from gateway.consultations import ClinicConsultations
 from gateway.inbox import Inbox
 from gateway.latest_readings import LatestReadings
 from gateway.local_api import LocalApi
+from gateway.local_ui.checkin import CheckinDesk
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
 from gateway.remote_config import NOTICE_KIND, Loaded, RemoteConfig
@@ -67,6 +69,7 @@ class Gateway:
         for source in self.serial_sources:
             source.silent_after_s = silent_after.get(source.session.health.device_id, source.silent_after_s)
         self.uplink.status_changed()  # HQ learns the new version now, not at the next heartbeat
+    checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -105,7 +108,10 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
     readings = LatestReadings()
     consultations = ClinicConsultations(outbox, readings, lambda: link.is_connected)
     consultations.register(inbox)
+    appointments.register(inbox)
     gw = Gateway(config, outbox, link, uplink, inbox, readings, consultations)
+    gw.checkin = CheckinDesk(outbox, gw.devices)
+    inbox.register(RESULT_NOTICE, gw.checkin.on_result)
     store = readings.recording(outbox.append)  # the staff screen attaches current vitals to an emergency
     if loaded is not None:
         gw.remote = RemoteConfig(loaded, gw.apply_settings)
@@ -128,13 +134,14 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
         health = DeviceHealth(dev.device_id, str(dev.protocol), dev.port)
         gw.devices[dev.device_id] = health
         decoder = make_decoder(dev.protocol, dev.device_id, tz, acks=dev.send_acks)
-        session = DeviceSession(health, decoder, store, on_state, dev.patient_id)
+        session = DeviceSession(health, decoder, store, on_state, dev.patient_id,
+                                linked_patient=gw.checkin.linked_patient)
         gw.serial_sources.append(SerialSource(dev.port, dev.baudrate, session,
                                               silent_after_s=dev.silent_after_s, send_replies=dev.send_acks))
     for listener in config.tcp:
         tz = ZoneInfo(listener.timezone) if listener.timezone else default_tz
         gw.tcp_sources.append(TcpSource(listener.host, listener.port, listener.device_id, listener.protocol, tz,
-                                        store, on_state, gw.devices))
+                                        store, on_state, gw.devices, gw.checkin.linked_patient))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
     if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
@@ -172,6 +179,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier
     notifier = notifier or Notifier(None)
     await gw.outbox.open()
     await gw.consultations.open()
+    if gw.checkin is not None:
+        await gw.checkin.open()  # before capture: a device linked before a restart stays linked
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
              gw.outbox.next_seq)

@@ -307,6 +307,10 @@ def decode_replay(payload: bytes) -> Replay:
 
 # ---- notices (HQ -> gateway, durable) and their receipts ------------------------------------
 RECEIPT_METRIC = "DOWNLINK_RECEIPT"  # the outbox event (consultation lane) that confirms a notice
+# A patient checked in at the clinic's local screen (consultation lane; body: gateway.checkin_form.Checkin), and
+# HQ's notice back saying which HQ patient it became.
+PATIENT_CHECKIN_METRIC = "PATIENT_CHECKIN"
+CHECKIN_RESULT_NOTICE = "checkin_result"
 NOTICE_OUTCOMES = ("stored", "applied", "rejected")
 
 

@@ -1,7 +1,7 @@
-"""A patient's timeline: visits, the readings summarised per day and metric, alarms and gaps, imaging,
+"""A patient's timeline: visits, the readings summarised per (UTC) day and metric, alarms and gaps, imaging,
 consultations with their reports, and recordings, newest first, over a window of days.
 
-It reads summaries, never a year of raw readings: the hourly rollups and the alarms and gaps that
+It reads summaries, never a year of raw readings: the daily rollups and the alarms and gaps that
 `hq.observation_rollup` copied out, plus the few readings it has not summed yet (each gateway's tail above its
 rollup watermark, bounded). Read it in one snapshot (`snapshot`): rollups and watermarks must agree.
 """
@@ -30,9 +30,9 @@ from hq.models import (
     rollup_progress,
     visits,
 )
+from hq.representations import gap_summary
 
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 ROLLED_KINDS = ("observation", "alarm", "gap")
 HIGHLIGHT_KINDS = ("alarm", "gap")
 TAIL_MAX_ROWS = 200_000  # a gateway's unsummarised readings scanned at most; more: counted as pending
@@ -73,9 +73,8 @@ class MetricDay:
 
     def to_json(self) -> dict[str, Any]:
         mean = None if not self.value_count or self.value_sum is None else self.value_sum / self.value_count
-        return {"metric": self.metric, "kind": self.kind, "unit": self.unit, "count": self.count,
-                "min": self.value_min, "max": self.value_max, "mean": None if mean is None else round(mean, 2),
-                "first": iso_from_ms(self.first_ms), "last": iso_from_ms(self.last_ms)}
+        return {"metric": self.metric, "unit": self.unit, "count": self.count, "min": self.value_min,
+                "max": self.value_max, "mean": None if mean is None else round(mean, 2)}
 
 
 def _least(a: float | None, b: float | None) -> float | None:
@@ -100,8 +99,10 @@ class Timeline:
         days = []
         for day in sorted(self.days, reverse=True):
             sums = sorted(self.days[day].values(), key=lambda m: (m.kind != "observation", m.metric))
-            days.append({"day": (iso_from_ms(day * DAY_MS) or "")[:10], "metrics": [m.to_json() for m in sums
-                                                                                   if m.kind == "observation"],
+            days.append({"day": (iso_from_ms(day * DAY_MS) or "")[:10],
+                         "first": iso_from_ms(min(m.first_ms for m in sums)),
+                         "last": iso_from_ms(max(m.last_ms for m in sums)),
+                         "metrics": [m.to_json() for m in sums if m.kind == "observation"],
                          "alarms": sum(m.count for m in sums if m.kind == "alarm"),
                          "gaps": sum(m.count for m in sums if m.kind == "gap")})
         return {"patient_id": self.patient_id, "since": iso_from_ms(self.since_ms), "until": iso_from_ms(self.until_ms),
@@ -146,17 +147,14 @@ def _add_day(t: Timeline, day: int, m: MetricDay) -> None:
 
 def _rollups(conn: sa.Connection, t: Timeline, key: PatientKey) -> None:
     r = observation_rollups
-    day = (r.c.hour_ms / DAY_MS).label("day")
-    first_hour = t.since_ms - t.since_ms % HOUR_MS
-    q = (sa.select(day, r.c.metric, r.c.kind, sa.func.max(r.c.unit), sa.func.sum(r.c.count),
-                   sa.func.sum(r.c.value_count), sa.func.min(r.c.value_min), sa.func.max(r.c.value_max),
-                   sa.func.sum(r.c.value_sum), sa.func.min(r.c.first_ms), sa.func.max(r.c.last_ms))
-         .where(r.c.clinic_id == key.clinic_id, r.c.patient_key == key.mrn, r.c.hour_ms >= first_hour,
-                r.c.hour_ms < t.until_ms)
-         .group_by(day, r.c.metric, r.c.kind))
+    first_day = t.since_ms - t.since_ms % DAY_MS
+    q = (sa.select(r.c.day_ms, r.c.metric, r.c.kind, r.c.unit, r.c.count, r.c.value_count, r.c.value_min,
+                   r.c.value_max, r.c.value_sum, r.c.first_ms, r.c.last_ms)
+         .where(r.c.clinic_id == key.clinic_id, r.c.patient_key == key.mrn, r.c.day_ms >= first_day,
+                r.c.day_ms < t.until_ms))
     for row in conn.execute(q):
-        _add_day(t, int(row[0]), MetricDay(row[1], row[2], row[3], int(row[4]), int(row[5]), row[6], row[7], row[8],
-                                           int(row[9]), int(row[10])))
+        _add_day(t, int(row[0]) // DAY_MS, MetricDay(row[1], row[2], row[3], int(row[4]), int(row[5]), row[6],
+                                                     row[7], row[8], int(row[9]), int(row[10])))
 
 
 def _highlight_entry(row: Any) -> dict[str, Any]:
@@ -167,7 +165,8 @@ def _highlight_entry(row: Any) -> dict[str, Any]:
     if row.kind == "alarm" and isinstance(extra.get("alarm"), dict):
         entry["alarm"] = extra["alarm"]
     if row.kind == "gap":
-        entry["gap"] = {k: extra.get(k) for k in ("count", "from_ms", "to_ms", "reason", "lane")}
+        entry["gap"] = {**{k: extra.get(k) for k in ("count", "from_ms", "to_ms", "reason", "lane")},
+                        "text": gap_summary(row._mapping, extra)["text"]}
     return entry
 
 
@@ -194,7 +193,7 @@ def _tail(conn: sa.Connection, t: Timeline, key: PatientKey) -> None:
             continue
         where = (o.c.gateway_id == gateway_id, o.c.seq >= start, o.c.patient_id == key.mrn,
                  o.c.clinic_id == key.clinic_id, o.c.time_ms >= t.since_ms, o.c.time_ms < t.until_ms)
-        day = (o.c.time_ms / DAY_MS).label("day")
+        day = (o.c.time_ms // DAY_MS).label("day")
         sums = (sa.select(day, o.c.metric, o.c.kind, sa.func.max(o.c.unit), sa.func.count(), sa.func.count(o.c.value),
                           sa.func.min(o.c.value), sa.func.max(o.c.value), sa.func.sum(o.c.value),
                           sa.func.min(o.c.time_ms), sa.func.max(o.c.time_ms))
