@@ -38,6 +38,10 @@ class DatabaseSection:
 class MqttSection(BrokerSection):
     client_id: str = field(default="hq-1", metadata=_doc(
         "MQTT client id of this HQ worker; unique per worker (workers share the data subscription)."))
+    dynamic_security: bool = field(default=False, metadata=_doc(
+        "Have the broker's dynamic-security plugin drop and deny a revoked gateway at once (commands on "
+        "$CONTROL/dynamic-security/v1; the broker set up as in docs/broker.md). Off: a revoked gateway is refused "
+        "only at its next TLS handshake after the broker reloads the CRL."))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,6 +98,49 @@ class ConsoleSection:
 
 
 @dataclass(frozen=True)
+class CaSection:
+    dir: Path = field(default=Path("/var/lib/clinic-hq/ca"), metadata=_doc(
+        "HQ's certificate authority for the fleet: ca.key (mode 0600), ca.pem and crl.pem. Made by "
+        "`python -m hq ca init`, or at the first enrolment if missing."))
+    name: str = field(default="Clinic HQ fleet CA", metadata=_doc("Common name of the CA, when it is made."))
+    ca_days: int = field(default=3650, metadata=_doc("Validity of the CA certificate, when it is made."))
+    certificate_days: int = field(default=365, metadata=_doc(
+        "Validity of a gateway's certificate. Gateways warn ahead of expiry; a gateway renews by enrolling again "
+        "with a new token, which revokes its old certificate as superseded."))
+    crl_file: Path | None = field(default=None, metadata=_doc(
+        "Where HQ writes the revocation list the broker reads (its crlfile); default <dir>/crl.pem. Rewritten at "
+        "every revocation: the broker must be reloaded (SIGHUP) when it changes, see docs/broker.md."))
+    crl_days: int = field(default=365, metadata=_doc(
+        "Validity (nextUpdate) of the revocation list; HQ writes a fresh one when half of it has passed. The "
+        "broker refuses every client once the list it holds has expired."))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.certificate_days <= 825:
+            raise ValueError(f"certificate_days {self.certificate_days} must be 1-825")
+        if self.ca_days < 2 * self.certificate_days:
+            raise ValueError(f"ca_days {self.ca_days} must be at least twice certificate_days")
+        if not 2 <= self.crl_days <= 3650:
+            raise ValueError(f"crl_days {self.crl_days} must be 2-3650")
+        if not self.name.strip() or len(self.name) > 64:
+            raise ValueError("name must be 1-64 characters")
+
+    @property
+    def crl_path(self) -> Path:
+        return self.crl_file or self.dir / "crl.pem"
+
+
+@dataclass(frozen=True)
+class EnrolmentSection:
+    token_ttl_h: float = field(default=24.0, metadata=_doc(
+        "How long a new enrolment token can be used (a coordinator may ask for less). Each token enrols one "
+        "gateway once."))
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.token_ttl_h <= 24 * 30:
+            raise ValueError(f"token_ttl_h {self.token_ttl_h} must be 0.05-720 (30 days)")
+
+
+@dataclass(frozen=True)
 class AuthSection:
     secure_cookies: bool = field(default=True, metadata=_doc(
         "Mark the session cookie Secure (sent over HTTPS only). Keep it on: HQ runs behind a TLS proxy. Turn it "
@@ -114,6 +161,121 @@ class AuthSection:
             raise ValueError("session_idle_s must be >= 60 and session_max_s >= session_idle_s")
         if self.login_attempts < 1 or self.login_attempts_per_ip < 1 or self.login_window_s < 1:
             raise ValueError("login_attempts, login_attempts_per_ip and login_window_s must be >= 1")
+
+
+@dataclass(frozen=True)
+class SchedulingSection:
+    reminder_before_s: int = field(default=3600, metadata=_doc(
+        "A reminder goes to the clinic's gateway and the expert's console this long before an appointment."))
+    reminder_poll_s: float = field(default=30.0, metadata=_doc(
+        "How often appointments due for a reminder are looked for."))
+    proposal_days: int = field(default=14, metadata=_doc(
+        "Proposals for a clinic's request look this many days ahead (a request may ask for up to 60)."))
+    proposals: int = field(default=6, metadata=_doc("Proposals offered per request, earliest first."))
+    proposals_per_expert: int = field(default=3, metadata=_doc(
+        "Of those, at most this many with the same expert (so that the clinic has a choice)."))
+    min_notice_s: int = field(default=600, metadata=_doc(
+        "Slots starting sooner than this are not proposed (the clinic needs time to prepare the patient)."))
+
+    def __post_init__(self) -> None:
+        if self.reminder_before_s < 60 or self.reminder_poll_s <= 0:
+            raise ValueError("reminder_before_s must be >= 60 and reminder_poll_s > 0")
+        if not 1 <= self.proposal_days <= 60 or not 1 <= self.proposals <= 50 or self.proposals_per_expert < 1:
+            raise ValueError("proposal_days must be 1-60, proposals 1-50 and proposals_per_expert >= 1")
+        if self.min_notice_s < 0:
+            raise ValueError("min_notice_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class ConsultationsSection:
+    offers_per_round: int = field(default=3, metadata=_doc(
+        "N: experts offered a consultation at once; the first to accept takes it, the others are withdrawn."))
+    offer_timeout_s: float = field(default=60.0, metadata=_doc(
+        "T for emergencies: a round nobody accepted within this long escalates to the next N experts and the "
+        "on-call coordinators."))
+    urgent_offer_timeout_s: float = field(default=300.0, metadata=_doc("T for urgent consultations."))
+    routine_offer_timeout_s: float = field(default=3600.0, metadata=_doc(
+        "T for routine consultations requested without a booked slot."))
+    max_rounds: int = field(default=3, metadata=_doc(
+        "Rounds of offers at most; after them (or when no expert is left) the coordinators must assign it."))
+    form_deadline_s: float = field(default=600.0, metadata=_doc(
+        "The short form (chief complaint, preliminary diagnosis, question) of an emergency is due this long after "
+        "the click; later it is flagged overdue and the coordinators are told."))
+    on_call_coordinators: tuple[str, ...] = field(default=(), metadata=_doc(
+        "User names of the on-call coordinators told of escalations and overdue forms; empty: every coordinator."))
+    sweep_interval_s: float = field(default=1.0, metadata=_doc(
+        "Longest wait between checks for rounds that timed out and forms that became overdue (state is in the "
+        "database: a restarted HQ carries on where it stopped)."))
+    vitals_window_s: int = field(default=600, metadata=_doc(
+        "HQ attaches its own newest readings of the patient from this far back to a new consultation."))
+    report_font: Path = field(default=Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"), metadata=_doc(
+        "TrueType font (TTF/TTC) with Chinese glyphs embedded in PDF reports (Debian: fonts-wqy-microhei)."))
+
+    def __post_init__(self) -> None:
+        if self.offers_per_round < 1 or self.max_rounds < 1:
+            raise ValueError("offers_per_round and max_rounds must be >= 1")
+        if min(self.offer_timeout_s, self.urgent_offer_timeout_s, self.routine_offer_timeout_s) <= 0:
+            raise ValueError("offer_timeout_s, urgent_offer_timeout_s and routine_offer_timeout_s must be > 0")
+        if self.form_deadline_s <= 0 or self.sweep_interval_s <= 0 or self.vitals_window_s < 0:
+            raise ValueError("form_deadline_s and sweep_interval_s must be > 0, vitals_window_s >= 0")
+
+    def timeout_s(self, kind: str) -> float:
+        return {"urgent": self.urgent_offer_timeout_s, "routine": self.routine_offer_timeout_s}.get(
+            kind, self.offer_timeout_s)
+
+
+@dataclass(frozen=True)
+class RecordsSection:
+    attachments_dir: Path = field(default=Path("/var/lib/clinic-hq/attachments"), metadata=_doc(
+        "Where uploaded imaging (DICOM) files are kept, each once, under its sha256 (ab/cd/abcd...). Back it up "
+        "with the database: the database holds only the path. Created at the first upload."))
+    max_upload_bytes: int = field(default=512 * 1024**2, metadata=_doc(
+        "Largest DICOM file accepted in one upload; a larger one is refused (413) before it is stored."))
+    timeline_days: int = field(default=30, metadata=_doc(
+        "Days a patient's timeline shows at once (older days page in); at most 366."))
+    search_results: int = field(default=50, metadata=_doc("Patients one search returns at most."))
+    rollup_interval_s: float = field(default=2.0, metadata=_doc(
+        "How often new readings are summed into the timeline's daily summaries (and device patient ids HQ "
+        "does not know get a record)."))
+    rollup_chunk_rows: int = field(default=20_000, metadata=_doc(
+        "Readings summed per transaction: small enough that ingest never waits long for the database."))
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise ValueError(f"max_upload_bytes {self.max_upload_bytes} must be at least 1024")
+        if not 1 <= self.timeline_days <= 366:
+            raise ValueError(f"timeline_days {self.timeline_days} must be 1-366")
+        if not 1 <= self.search_results <= 500:
+            raise ValueError(f"search_results {self.search_results} must be 1-500")
+        if self.rollup_interval_s <= 0 or self.rollup_chunk_rows < 100:
+            raise ValueError("rollup_interval_s must be > 0 and rollup_chunk_rows >= 100")
+
+
+@dataclass(frozen=True)
+class ExpertsSection:
+    capability_refresh_s: float = field(default=60.0, metadata=_doc(
+        "How often every expert's capability figures (consultations done, response times, rating, advice "
+        "adoption) are recomputed from the consultation history for matching and the directory; an expert's "
+        "profile page always shows live figures."))
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.capability_refresh_s <= 86_400:
+            raise ValueError(f"capability_refresh_s {self.capability_refresh_s} must be 5-86400")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "IANA time zone of the metrics' hour of day and weekday (the demand heat map), e.g. Asia/Shanghai; "
+        "daylight saving time is honoured. The API's tz parameter overrides it per request."))
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as Asia/Shanghai") from None
 
 
 @dataclass(frozen=True)
@@ -187,8 +349,18 @@ class HqConfig:
     ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
     console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))
     auth: AuthSection = field(default_factory=AuthSection, metadata=_doc("[auth] console accounts and sessions"))
+    scheduling: SchedulingSection = field(default_factory=SchedulingSection, metadata=_doc(
+        "[scheduling] experts' slots, bookings and reminders"))
+    consultations: ConsultationsSection = field(default_factory=ConsultationsSection, metadata=_doc(
+        "[consultations] dispatch, escalation, short-form deadline, reports"))
+    records: RecordsSection = field(default_factory=RecordsSection, metadata=_doc(
+        "[records] shared patient records: imaging files, timeline, search"))
+    experts: ExpertsSection = field(default_factory=ExpertsSection, metadata=_doc("[experts] the expert directory"))
+    metrics: MetricsSection = field(default_factory=MetricsSection, metadata=_doc("[metrics] consultation metrics"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))
+    ca: CaSection = field(default_factory=CaSection, metadata=_doc("[ca] the fleet's certificate authority"))
+    enrolment: EnrolmentSection = field(default_factory=EnrolmentSection, metadata=_doc("[enrolment]"))
     calls: CallsSection = field(default_factory=CallsSection, metadata=_doc("[calls] video consultations"))
     recordings: RecordingsSection = field(default_factory=RecordingsSection, metadata=_doc(
         "[recordings] consultation recordings uploaded by the gateways"))

@@ -83,6 +83,12 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 # only decides whose bar shows the link.
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
+    NavItem("/enrolment", "Enrol a gateway", frozenset({"coordinator"})),
+    NavItem("/schedule", "Schedule", _EVERYONE),
+    NavItem("/consultations", "Consultations", _EVERYONE),
+    NavItem("/patients", "Patients", _EVERYONE),
+    NavItem("/experts", "Experts", _EVERYONE),
+    NavItem("/consultation-metrics", "Metrics", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )
@@ -147,7 +153,8 @@ def login_page(next_path: str, error: str | None) -> str:
 
 def tile(obs: Mapping[str, Any]) -> str:
     return (
-        f"<div class=\"tile\" data-patient=\"{e(obs['patient_id'])}\" data-metric=\"{e(obs['metric'])}\">"
+        f"<div class=\"tile\" data-patient=\"{e(obs['patient_id'])}\" data-clinic=\"{e(obs['clinic_id'])}\" "
+        f"data-metric=\"{e(obs['metric'])}\">"
         f"<div class=\"label\">{e(metric_label(obs['metric']))}</div>"
         f"<div class=\"reading\"><span class=\"value\">{e(format_value(obs['value']))}</span> "
         f"<span class=\"unit\" title=\"{e(obs['unit'] or '')}\">{e(unit_label(obs['unit']))}</span></div>"
@@ -155,7 +162,7 @@ def tile(obs: Mapping[str, Any]) -> str:
     )
 
 
-def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = ()) -> str:
+def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = (), *, manage: bool = False) -> str:
     lanes = "".join(f"<li data-lane=\"{e(name)}\">{e(lane['summary'])}</li>"
                     for name, lane in gw["backlog_by_lane"].items() if lane["count"])
     devices = "".join(
@@ -170,17 +177,42 @@ def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = ()) 
         f"<div class=\"meta\">last contact <time class=\"last-contact\">{e(gw['last_contact'] or 'never')}</time>"
         f" \u00b7 backlog <span class=\"backlog\" data-count=\"{e(gw['backlog'])}\">{e(gw['backlog_summary'])}</span>"
         f" \u00b7 <span class=\"software\">{e(gw['software'])}</span></div>"
+        f"{identity_line(gw, manage=manage)}"
         f"<ul class=\"lanes\">{lanes}</ul>"
         f"<ul class=\"devices\">{devices}</ul>"
         f"<ul class=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul></div>"
     )
 
 
-def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:
+def identity_line(gw: Mapping[str, Any], *, manage: bool = False) -> str:
+    """The gateway's HQ-managed settings and certificate, and (`manage`: for coordinators) the link to its page."""
+    config, identity = gw.get("config"), gw.get("identity")
+    if config is None:
+        settings = f"<span class=\"config\" data-state=\"local\">v{e(gw.get('config_version', 0))} (TOML only)</span>"
+    else:
+        settings = (f"<span class=\"config\" data-state=\"{e(config['state'])}\" "
+                    f"data-version=\"{e(config['version'])}\">{e(config['summary'])}</span>")
+    if identity is None:
+        cert = "<span class=\"certificate\">not enrolled through HQ</span>"
+    else:
+        revoked = " <strong class=\"revoked\">revoked</strong>" if identity["revoked"] else ""
+        cert = (f"<span class=\"certificate\">enrolled <time class=\"enrolled\">{e(identity['last_enrolment'])}</time>"
+                f", expires <time class=\"expires\">{e(identity['certificate_expires'])}</time>{revoked}</span>")
+    link = (f" \u00b7 <a class=\"manage\" href=\"/gateways/{e(quote(gw['gateway_id'], safe=''))}\">manage</a>"
+            if manage else "")
+    return f"<div class=\"identity\">settings {settings} \u00b7 {cert}{link}</div>"
+
+
+def patient_link(clinic_id: str, patient_id: str) -> str:
+    """A device's patient id at a clinic leads to the HQ patient it belongs to (`hq.console.patients`)."""
+    return f"/patients/lookup?clinic_id={quote(clinic_id, safe='')}&mrn={quote(patient_id, safe='')}"
+
+
+def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]], clinic_id: str = "") -> str:
     tiles = "".join(tile(v) for v in vitals)
     return (
-        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\">"
-        f"<a class=\"patient-link\" href=\"/patients/{e(quote(patient_id, safe=''))}\">{e(patient_id)}</a>"
+        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\" data-clinic=\"{e(clinic_id)}\">"
+        f"<a class=\"patient-link\" href=\"{e(patient_link(clinic_id, patient_id))}\">{e(patient_id)}</a>"
         f"<div class=\"tiles\">{tiles}</div></div>"
     )
 
@@ -189,12 +221,13 @@ def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[
                patients: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
                gaps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None, *, actor: Any = None) -> str:
     """`gaps`: each gateway's most recent gap records (readings its outbox quota dropped)."""
+    manage = actor is not None and str(actor.role) in ("admin", "coordinator")
     sections = []
     for clinic in clinics:
         cid = clinic["clinic_id"]
-        cards = "".join(gateway_card(g, (gaps or {}).get(g["gateway_id"], ()))
+        cards = "".join(gateway_card(g, (gaps or {}).get(g["gateway_id"], ()), manage=manage)
                         for g in gateways if g["clinic_id"] == cid)
-        blocks = "".join(patient_block(pid, vitals) for pid, vitals in patients.get(cid, []))
+        blocks = "".join(patient_block(pid, vitals, cid) for pid, vitals in patients.get(cid, []))
         sections.append(
             f"<section class=\"clinic\" data-clinic=\"{e(cid)}\"><h2>{e(clinic['name'])}</h2>"
             f"<div class=\"gateways\">{cards}</div>"
@@ -223,19 +256,3 @@ def chart(metric: str) -> str:
         f"<svg class=\"chart\" data-metric=\"{e(metric)}\" data-points=\"0\" viewBox=\"0 0 600 160\" "
         f"preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{e(metric_label(metric))} trend\"></svg></figure>"
     )
-
-
-def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: Sequence[Mapping[str, Any]],
-                 trend_since: str, gaps: Sequence[Mapping[str, Any]] = (), *, actor: Any = None) -> str:
-    tiles = "".join(tile(v) for v in vitals)
-    charts = "".join(chart(v["metric"]) for v in vitals)
-    alarm_items = "".join(alarm_item(a) for a in alarms)
-    body = (
-        f"<h1>Patient <span class=\"patient-id\">{e(patient_id)}</span></h1>"
-        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\"><div class=\"tiles\" id=\"tiles\">{tiles}</div></div>"
-        f"<h2>Alarms</h2><ul class=\"alarms\" id=\"alarms\">{alarm_items}</ul>"
-        f"<h2>Data gaps</h2><ul class=\"gaps\" id=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul>"
-        f"<h2>Trends</h2><div class=\"charts\" id=\"charts\">{charts}</div>"
-    )
-    return page(f"Patient {patient_id}", body,
-                page_data={"view": "patient", "patient_id": patient_id, "trend_since": trend_since}, actor=actor)

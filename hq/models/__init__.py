@@ -19,13 +19,26 @@ from hq.models.experts import (
     department_heads,
     department_synonyms,
     departments,
+    expert_capability,
     expert_credentials,
     expert_tags,
     experts,
 )
 from hq.models.fleet import clinics, gateways, hq_meta, observations
+from hq.models.fleet_security import enrolment_tokens, gateway_certificates, gateway_config_versions, revoked_gateways
 from hq.models.media import call_alerts, call_participants, call_quality_samples, recordings
-from hq.models.records import imaging, patient_identifiers, patient_merges, patients, visits
+from hq.models.records import (
+    imaging,
+    observation_highlights,
+    observation_rollups,
+    patient_duplicates,
+    patient_identifiers,
+    patient_merges,
+    patient_search_keys,
+    patients,
+    rollup_progress,
+    visits,
+)
 from hq.models.scheduling import appointments, availability_exceptions, availability_rules, slot_claims
 from hq.models.types import BigId, Millis, metadata
 
@@ -50,20 +63,30 @@ __all__ = [
     "departments",
     "dispatch_offers",
     "downlink_messages",
+    "enrolment_tokens",
+    "expert_capability",
     "expert_credentials",
     "expert_tags",
     "experts",
+    "gateway_certificates",
+    "gateway_config_versions",
     "gateways",
     "hq_meta",
     "imaging",
     "login_failures",
     "metadata",
+    "observation_highlights",
+    "observation_rollups",
     "observations",
+    "patient_duplicates",
     "patient_identifiers",
     "patient_merges",
+    "patient_search_keys",
     "patients",
     "recordings",
     "reports",
+    "revoked_gateways",
+    "rollup_progress",
     "sessions",
     "slot_claims",
     "users",

@@ -1,6 +1,6 @@
 """Video consultations: call participants, call-quality samples and alerts, recordings.
 
-Revision 0007, after 0006.
+Revision 0007, after 0008 (both were made on 0006; one chain keeps a single head).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0008"  # chained after main's 0008 (fleet security), which also follows 0006
 branch_labels = None
 depends_on = None
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import av
 import sqlalchemy as sa
 
-from hq.models import audit_log, observations, recordings
+from hq import records
+from hq.models import audit_log, consultations, observations, recordings
+from hq.patient_timeline import snapshot
 from tests.integration.media.conftest import call_stack, wait_for
 from tests.support.call_client import CallClient, HqSession
 from tests.support.mosquitto import Mosquitto
@@ -74,3 +76,14 @@ async def test_a_consented_call_is_recorded_uploaded_and_served(broker: Mosquitt
         assert [(v.actor, v.target_id) for v in views] == [("user:admin", done["recording_id"])]
         page = await stack.hq.http.get(stack.hq.url + f"/consultations/{stack.consultation}/call")
         assert done["recording_id"] in await page.text()
+
+        # On the patient's timeline too.
+        with stack.engine.begin() as conn:
+            patient = records.register_patient(conn, "clinic-call", "MRN-1", name="Test Patient")
+            conn.execute(consultations.update().where(consultations.c.public_id == stack.consultation)
+                         .values(patient_id=patient))
+        with snapshot(stack.engine) as conn:
+            timeline = records.timeline(conn, patient, since_ms=0, until_ms=2**42).to_json()
+        entries = [e for e in timeline["entries"] if e["type"] == "recording"]
+        assert [e["recording_id"] for e in entries] == [done["recording_id"]] and entries[0]["url"]
+        assert timeline["recordings"] == "1 on the timeline"

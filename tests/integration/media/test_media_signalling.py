@@ -97,8 +97,8 @@ async def test_only_coordinators_admins_and_the_consultations_experts_may_join(b
             ("expert-yes", "expert"), ("expert-no", "expert"), ("nurse", "clinic_staff"), ("coord", "coordinator"))}
         now = int(time.time() * 1000)
         with stack.engine.begin() as conn:
-            department = conn.execute(departments.insert().values(code="cardiology", name="Cardiology")
-                                      ).inserted_primary_key[0]
+            department = conn.execute(sa.select(departments.c.id).limit(1)).scalar() or conn.execute(
+                departments.insert().values(code="cardiology", name="Cardiology")).inserted_primary_key[0]
             ids = {}
             for name in ("expert-yes", "expert-no"):
                 user = conn.execute(sa.select(users.c.id).where(users.c.username == name)).scalar_one()
