@@ -130,6 +130,14 @@ async def test_the_console_call_page_decodes_the_gateways_h264_camera(stack: Sta
                                         return c && parseFloat(c.textContent) > 5; }}""", timeout=30_000)
         caption = page.locator('[data-slot="camera-0"] figcaption')
         await caption.filter(has_text="Room camera").wait_for(timeout=10_000)
+        # The browser says its network changed: the page dials again as the same participant (no re-join).
+        peer = await page.evaluate("window.callClient.peer()")
+        await page.evaluate("window.dispatchEvent(new Event('online'))")
+        await page.wait_for_function("() => window.callClient.dials() === 2", timeout=10_000)
+        again = await wait_decoding(page, "0", 10, getter)
+        assert again["state"] == "connected" and await page.evaluate("window.callClient.peer()") == peer
+        summary = await asyncio.to_thread(stack.hq_get, f"/api/v1/consultations/{CONSULTATION}/call")
+        assert [p["name"] for p in summary["participants"]] == ["Dr Coordinator"]  # one participant, not two
         await context.close()
 
 
@@ -142,7 +150,7 @@ async def test_the_clinic_screen_gets_the_experts_voices_and_pictures(stack: Sta
             context = await browser.new_context()
             page = await context.new_page()
             await page.goto(f"{gateway_http}/call/{CONSULTATION}")
-            await page.wait_for_function("document.body.dataset.connection === 'connected'", timeout=30_000)
+            await page.wait_for_function("() => document.body.dataset.connection === 'connected'", timeout=30_000)
             experts: list[tuple[HqSession, CallClient]] = []
             try:
                 for token in tokens:
