@@ -133,6 +133,8 @@ def run(url: str, label: str) -> float:
 
 
 def main() -> None:
+    # A shared machine's neighbours show in wall-clock tails: say how busy it was.
+    print(f"match_experts_load_average_1m: {os.getloadavg()[0]:.1f} runnable ({os.cpu_count()} cores)")
     print(f"match_experts_directory: {EXPERTS} experts, {ROUNDS} requests per case")
     headline = None
     if ONLY in ("", "sqlite"):

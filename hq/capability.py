@@ -1,7 +1,7 @@
 """Each expert's capability figures from history: consultations done, dispatch offers and how fast they were
-accepted (median and p90 of accepted_ms - offered_ms), ratings, how often the advice was adopted, and when
-they last consulted. Aggregated by SQL over `consultations` and `dispatch_offers` (filled by the consultations
-engineer's code, read here as the schema says).
+accepted (median and p90 of accepted_ms - offered_ms, in whole seconds), ratings, how often the advice was
+adopted, and when they last consulted. Aggregated by SQL over `consultations` and `dispatch_offers` (filled
+by the consultations engineer's code, read here as the schema says).
 
 `refresh` keeps `expert_capability` (what matching and the directory read for thousands of experts at once);
 `figures_of` computes one expert's figures live for their profile. It does not decide what counts as a
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hq.models import consultations, dispatch_offers, expert_capability
-from hq.sql_stats import percentiles_by_group
+from hq.sql_stats import percentiles_by_group, whole_seconds
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _offer_figures(only: Sequence[int] | None) -> sa.Select[Any]:
 
 def _response_percentiles(only: Sequence[int] | None) -> sa.Select[Any]:
     o, c = dispatch_offers, consultations
-    responses = (sa.select(o.c.expert_id, ((c.c.accepted_ms - o.c.offered_ms) / 1000.0).label("response_s"))
+    responses = (sa.select(o.c.expert_id, whole_seconds(c.c.accepted_ms, o.c.offered_ms).label("response_s"))
                  .join(c, sa.and_(c.c.id == o.c.consultation_id, c.c.expert_id == o.c.expert_id))
                  .where(o.c.outcome == "accepted", c.c.accepted_ms.is_not(None), _filtered(o.c.expert_id, only))
                  .subquery("responses"))

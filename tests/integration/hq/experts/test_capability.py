@@ -1,5 +1,6 @@
 """Capability figures by SQL aggregation over consultations and dispatch offers, on SQLite and PostgreSQL, equal
-to the same figures computed by hand in Python (median: mean of the middle two; p90: nearest rank)."""
+to the same figures computed by hand in Python (whole seconds; median: mean of the middle two; p90: nearest
+rank)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_figures_match_a_hand_computation(engine: sa.Engine) -> None:
                 other = ids[(ids.index(expert) + 1) % 3]
                 conn.execute(dispatch_offers.insert().values(consultation_id=cid, expert_id=other, round=1,
                                                              offered_ms=NOW - 9_000_000, outcome="withdrawn"))
-                responses.append(response_ms / 1000)
+                responses.append((response_ms + 500) // 1000)  # whole seconds, half up
                 ratings += [rating] if rating is not None else []
                 adopted += [adoption] if adoption is not None else []
                 done += status in ("closed", "reported")

@@ -1,0 +1,110 @@
+"""Consultation metrics over a year of history: every grouping of `hq.metrics.compute` (overall, by clinic,
+expert, department, hour, weekday, kind), the demand heat map and the CSV export, over the whole year and
+over the last 30 days, on SQLite and on PostgreSQL; and `hq.capability.refresh` (every expert's figures,
+recomputed by HQ every minute).
+
+The history: 2,000 experts over the seeded departments, 30 clinics, METRICS_PER_DAY consultations a day
+(default 600: about 220,000 in the year, a large chain) whose demand follows the hour and the weekday, each
+urgent or emergency one with three dispatch offers. Times are the median of METRICS_ROUNDS runs (default 3)
+after one warm-up, in Asia/Shanghai.
+
+Prints per database: metrics_consultations, metrics_year_<grouping>_ms, metrics_30d_<grouping>_ms,
+metrics_year_heatmap_ms, metrics_year_csv_ms, capability_refresh_ms, and metrics_year_slowest_ms (target:
+under 2000 ms on SQLite for a console view over a whole year). Environment: METRICS_PER_DAY, METRICS_ROUNDS,
+METRICS_ONLY (sqlite|postgres).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from hq import capability, db, metrics
+from hq.clock import now_ms
+from tests.support.directory import populate_consultations, populate_experts
+from tests.support.postgres import Postgres
+
+PER_DAY = int(os.environ.get("METRICS_PER_DAY", "600"))
+ROUNDS = int(os.environ.get("METRICS_ROUNDS", "3"))
+ONLY = os.environ.get("METRICS_ONLY", "")
+ZONE = "Asia/Shanghai"
+DAY_MS = 86_400_000
+TARGET_MS = 2000.0
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    fn()  # warm-up: caches, the first pages off disk
+    runs = []
+    for _ in range(ROUNDS):
+        t = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t) * 1000)
+    return statistics.median(runs)
+
+
+def run(url: str, label: str) -> float:
+    engine = db.create_engine_for(url)
+    try:
+        db.upgrade_schema(engine)
+        end = now_ms()
+        with engine.begin() as conn:
+            directory = populate_experts(conn, 2000, now_ms=end)
+            count = populate_consultations(conn, directory, end_ms=end, days=365, per_day=PER_DAY)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn.execute(sa.text("ANALYZE"))
+        print(f"metrics_consultations_{label}: {count} consultations in 365 days")
+        slowest = 0.0
+        everything = metrics.Scope()
+        with engine.connect() as conn:
+            for window, since in (("year", end - 365 * DAY_MS), ("30d", end - 30 * DAY_MS)):
+                for by in metrics.DIMENSIONS:
+                    query = metrics.MetricsQuery(since, end, ZONE, by)
+                    ms = timed(lambda query=query: metrics.compute(conn, query, everything))  # type: ignore[misc]
+                    print(f"metrics_{window}_{by}_ms_{label}: {ms:.0f} ms")
+                    slowest = max(slowest, ms) if window == "year" else slowest
+            year = metrics.MetricsQuery(end - 365 * DAY_MS, end, ZONE, "department")
+            ms = timed(lambda: metrics.heatmap(conn, year, everything))
+            print(f"metrics_year_heatmap_ms_{label}: {ms:.0f} ms")
+            ms = timed(lambda: metrics.to_csv(metrics.compute(conn, year, everything)))
+            print(f"metrics_year_csv_ms_{label}: {ms:.0f} ms")
+            clinic = metrics.MetricsQuery(end - 365 * DAY_MS, end, ZONE, "hour")
+            ms = timed(lambda: metrics.compute(conn, clinic, metrics.Scope(clinic_id="clinic-01")))
+            print(f"metrics_year_one_clinic_by_hour_ms_{label}: {ms:.0f} ms")
+
+        def refresh() -> None:
+            with engine.begin() as conn:
+                capability.refresh(conn, now_ms())
+
+        print(f"capability_refresh_ms_{label}: {timed(refresh):.0f} ms (2,000 experts, {count} consultations)")
+        print(f"metrics_year_slowest_ms_{label}: {slowest:.0f} ms")
+        return slowest
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    # A shared machine's neighbours show in wall-clock times: say how busy it was.
+    print(f"metrics_load_average_1m_start: {os.getloadavg()[0]:.1f} runnable ({os.cpu_count()} cores)")
+    headline = None
+    if ONLY in ("", "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            headline = run(f"sqlite:///{Path(tmp) / 'hq.db'}", "sqlite")
+    if ONLY in ("", "postgres"):
+        with Postgres() as pg:
+            slowest = run(pg.url, "postgres")
+            headline = slowest if headline is None else headline
+    assert headline is not None
+    print(f"metrics_load_average_1m_end: {os.getloadavg()[0]:.1f} runnable ({os.cpu_count()} cores)")
+    print(f"metrics_year_slowest_ms: {headline:.0f} ms (target < {TARGET_MS:.0f} ms)")
+
+
+if __name__ == "__main__":
+    main()
