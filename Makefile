@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime
+APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime debootstrap systemd-container openssl fonts-wqy-microhei
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv system-deps test test-unit bench demo lint docs clean
@@ -28,6 +28,10 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
+	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -44,6 +48,7 @@ test-unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	cd ansible && ../$(VENV)/bin/ansible-lint --offline --profile production
 
 bench: system-deps venv
 	$(PY) -m bench

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.matching",
-              "bench.metrics"]
+BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.dispatch",
+              "bench.matching", "bench.metrics"]
 
 
 def main() -> int:

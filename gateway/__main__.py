@@ -1,5 +1,7 @@
 """Command line of the gateway service: `python -m gateway --config gateway.toml [--check-config]`,
-and `python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica.
+`python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica, and
+`python -m gateway replicate --config gateway.toml` to run Litestream outside the service ([replication] mode
+= "external", the clinic-gateway-litestream unit).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from gateway import app
 from gateway.config import GatewayConfig
 from gateway.outbox import OutboxError, skip_seqs_after_restore
-from gateway.replication import ReplicationError, restore
+from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
+from gateway.sdnotify import Notifier
 from gateway.tomlconfig import ConfigError, load, markdown_reference
 
 log = logging.getLogger("gateway")
@@ -26,7 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m gateway", description="Clinic edge gateway service.",
         epilog="python -m gateway restore --config PATH [--force] restores the outbox from its Litestream "
-               "replica (see python -m gateway restore -h).")
+               "replica (see python -m gateway restore -h); python -m gateway replicate --config PATH runs "
+               "Litestream for the outbox in a process of its own (see python -m gateway replicate -h).")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="TOML configuration file (default: %(default)s)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -50,6 +54,18 @@ def parse_restore_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def parse_replicate_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway replicate",
+        description="Replicate the outbox with Litestream in this process, until SIGTERM, for a gateway whose "
+                    "[replication] mode is \"external\" (its own systemd unit, clinic-gateway-litestream). "
+                    "Waits for the gateway to create the outbox; a clean stop ships the last commits.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="the gateway's TOML configuration file (default: %(default)s)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p.parse_args(argv)
+
+
 def load_config(path: Path) -> GatewayConfig | None:
     """The validated configuration, or None after printing why it is not usable."""
     try:
@@ -65,12 +81,40 @@ def load_config(path: Path) -> GatewayConfig | None:
     return config
 
 
-async def _serve(config: GatewayConfig) -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.run(config, stop)
+    return stop
+
+
+async def _serve(config: GatewayConfig) -> None:
+    await app.run(config, _stop_on_signals(), Notifier.from_environment())
+
+
+async def _replicate(config: GatewayConfig) -> None:
+    await replicate_until_stopped(config.outbox_path, config.replication, _stop_on_signals(),
+                                  Notifier.from_environment())
+
+
+def replicate_main(argv: list[str]) -> int:
+    args = parse_replicate_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = load_config(args.config)
+    if config is None:
+        return 2
+    problem = external_replication_problem(config.replication)
+    if problem:
+        print(f"gateway: replicate: {args.config}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_replicate(config))
+    except ReplicationError as exc:
+        print(f"gateway: replicate: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def restore_main(argv: list[str]) -> int:
@@ -101,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["replicate"]:
+        return replicate_main(argv[1:])
     args = parse_args(argv)
     if args.config_reference:
         print(markdown_reference(GatewayConfig), end="")

@@ -14,11 +14,14 @@ from zoneinfo import ZoneInfo
 from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.config import GatewayConfig
+from gateway.consultations import ClinicConsultations
 from gateway.inbox import Inbox
+from gateway.latest_readings import LatestReadings
 from gateway.local_api import LocalApi
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
-from gateway.replication import Replicator
+from gateway.replication import ReplicationMode, Replicator
+from gateway.sdnotify import Health, Notifier, feed_watchdog, tasks_ended, watchdog_interval_s
 from gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -38,12 +41,14 @@ class Gateway:
     link: MqttLink
     uplink: Uplink
     inbox: Inbox
+    readings: LatestReadings
+    consultations: ClinicConsultations
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
     serial_sources: list[SerialSource] = field(default_factory=list)
     tcp_sources: list[TcpSource] = field(default_factory=list)
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
-    replicator: Replicator | None = None  # Litestream, when [replication] is enabled
+    replicator: Replicator | None = None  # Litestream, when [replication] is enabled in 'child' mode
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -76,7 +81,11 @@ def build(config: GatewayConfig) -> Gateway:
         live_window_s=config.outbox.live_window_s, retain_sent_s=config.outbox.retain_sent_h * 3600,
     )
     inbox = Inbox(outbox, g.id)
-    gw = Gateway(config, outbox, link, uplink, inbox)
+    readings = LatestReadings()
+    consultations = ClinicConsultations(outbox, readings, lambda: link.is_connected)
+    consultations.register(inbox)
+    gw = Gateway(config, outbox, link, uplink, inbox, readings, consultations)
+    store = readings.recording(outbox.append)  # the staff screen attaches current vitals to an emergency
     uplink.set_status_source(gw.status)
     notices = wire.notice_topic(g.id)
 
@@ -95,24 +104,41 @@ def build(config: GatewayConfig) -> Gateway:
         health = DeviceHealth(dev.device_id, str(dev.protocol), dev.port)
         gw.devices[dev.device_id] = health
         decoder = make_decoder(dev.protocol, dev.device_id, tz, acks=dev.send_acks)
-        session = DeviceSession(health, decoder, outbox.append, on_state, dev.patient_id)
+        session = DeviceSession(health, decoder, store, on_state, dev.patient_id)
         gw.serial_sources.append(SerialSource(dev.port, dev.baudrate, session,
                                               silent_after_s=dev.silent_after_s, send_replies=dev.send_acks))
     for listener in config.tcp:
         tz = ZoneInfo(listener.timezone) if listener.timezone else default_tz
         gw.tcp_sources.append(TcpSource(listener.host, listener.port, listener.device_id, listener.protocol, tz,
-                                        outbox.append, on_state, gw.devices))
+                                        store, on_state, gw.devices))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
-    if config.replication.enabled:
+    if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
         gw.replicator = Replicator(config.outbox_path, config.replication)
     return gw
 
 
-async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly."""
+def _health(gw: Gateway, tasks: dict[str, asyncio.Task[None]]) -> Health:
+    """The watchdog's verdict: capture and uplink alive. Not the broker: offline is normal operation,
+    and a restart would not bring HQ back."""
+    ended = tasks_ended(tasks)
+    if ended:
+        return Health(False, f"{', '.join(ended)} stopped")
+    if gw.link.is_connected:
+        return Health(True, "connected to the broker")
+    return Health(True, "offline: HQ's broker unreachable, readings are buffered in the outbox")
+
+
+async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None) -> None:
+    """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly.
+
+    Under systemd (`notifier`), READY is sent once the outbox is open, the capture and uplink tasks run
+    and the MLLP listeners are bound; the watchdog is fed only while those tasks are alive.
+    """
     gw = build(config)
+    notifier = notifier or Notifier(None)
     await gw.outbox.open()
+    await gw.consultations.open()
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
              gw.outbox.next_seq)
@@ -121,16 +147,27 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None) -> None:
         if gw.replicator is not None:
             gw.replicator.start()  # the outbox is open and in WAL mode, as Litestream needs
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(gw.link.run()), tg.create_task(gw.uplink.run())]
-            tasks += [tg.create_task(s.run()) for s in gw.serial_sources]
-            tasks += [tg.create_task(s.run()) for s in gw.tcp_sources]
+            tasks = {"mqtt link": tg.create_task(gw.link.run()), "uplink": tg.create_task(gw.uplink.run())}
+            tasks |= {f"serial {s.path}": tg.create_task(s.run()) for s in gw.serial_sources}
+            tasks |= {f"tcp listener :{s.port}": tg.create_task(s.run()) for s in gw.tcp_sources}
             if gw.local_api is not None:
                 await gw.local_api.start()
+            for source in gw.tcp_sources:
+                await source.listening.wait()  # a port that cannot be bound fails the task group instead
+            notifier.ready(f"outbox holds {gw.outbox.count()} entries; {len(gw.serial_sources)} serial ports, "
+                           f"{len(gw.tcp_sources)} MLLP listeners")
+            interval = watchdog_interval_s()
+            feeder = None
+            if interval is not None and notifier.enabled:
+                feeder = tg.create_task(feed_watchdog(notifier, interval, lambda: _health(gw, tasks)))
             await stop.wait()
             log.info("gateway %s stopping", config.gateway.id)
+            notifier.stopping("publishing the offline status, closing the outbox")
+            if feeder is not None:
+                feeder.cancel()  # the link ends on purpose now: no watchdog verdict on that
             offline = wire.encode_status(await gw.status(wire.GatewayState.OFFLINE))
             await gw.link.close(final=[(wire.status_topic(config.gateway.id), offline, True)])
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
     finally:
         if gw.local_api is not None:

@@ -232,6 +232,7 @@ class TcpSource:
         self.on_state = on_state
         self.registry = registry
         self.bound_port: int | None = None
+        self.listening = asyncio.Event()  # set once the port is bound: part of the service's readiness
         self._server: asyncio.Server | None = None
 
     async def run(self) -> None:
@@ -239,6 +240,7 @@ class TcpSource:
         sock = self._server.sockets[0]
         self.bound_port = int(sock.getsockname()[1])
         log.info("listening for %s over TCP on %s:%s", self.protocol, self.host, self.bound_port)
+        self.listening.set()
         async with self._server:
             await self._server.serve_forever()
 

@@ -1,5 +1,6 @@
-"""The gateway's local HTTP API on the clinic LAN: health (/healthz), Prometheus metrics (/metrics)
-and a JSON status (/api/v1/status). The staff screen comes later; this is the operator's view.
+"""The gateway's local HTTP API on the clinic LAN: health (/healthz), Prometheus metrics (/metrics), a JSON
+status (/api/v1/status) and the notices from HQ, with the clinic staff's screen (`gateway.local_ui`) mounted
+beside them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.local_ui import screen
 from gateway.prometheus import Family, render
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ class LocalApi:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/v1/status", self.status)
         app.router.add_get("/api/v1/notices", self.notices)
+        screen.install(app, gateway)
         self.app = app
 
     async def start(self) -> None:
@@ -71,8 +74,10 @@ class LocalApi:
                        "replayed_total": self.gateway.outbox.replayed_total,
                        "demoted_total": self.gateway.outbox.demoted_total,
                        "next_seq": self.gateway.outbox.next_seq},
-            "replication": {"enabled": False} if self.gateway.replicator is None else
-                           {"enabled": True, **self.gateway.replicator.state()},
+            # In 'external' mode another process replicates: this one can only say so.
+            "replication": {"enabled": self.gateway.config.replication.enabled,
+                            "mode": str(self.gateway.config.replication.mode)} if self.gateway.replicator is None
+                           else {"enabled": True, "mode": "child", **self.gateway.replicator.state()},
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
@@ -124,6 +129,8 @@ class LocalApi:
                           gw.inbox.received_total),
             Family.single("gateway_inbox_rejected_total", "counter", "Notices from HQ the gateway could not apply.",
                           gw.inbox.rejected_total),
+            Family.single("gateway_emergencies_total", "counter", "Emergencies requested on the staff screen.",
+                          gw.consultations.emergencies_total),
             Family.single("gateway_mqtt_connected", "gauge", "1 when connected to the broker.",
                           1 if gw.link.is_connected else 0),
             Family.single("gateway_mqtt_reconnects_total", "counter", "Broker connections made.",

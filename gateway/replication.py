@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import enum
 import errno
 import fcntl
 import json
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from gateway.sdnotify import Health, Notifier, feed_watchdog, watchdog_interval_s
+
 log = logging.getLogger(__name__)
 
 
@@ -44,12 +47,21 @@ _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 _URL_FORMS = "'file:///ABSOLUTE/PATH' or 's3://BUCKET/PATH'"
 
 
+class ReplicationMode(enum.StrEnum):
+    CHILD = "child"  # the service supervises litestream as its child process
+    EXTERNAL = "external"  # `python -m gateway|hq replicate` does, in its own process (its own systemd unit)
+
+
 @dataclass(frozen=True)
 class ReplicationSection:
     """The [replication] table of both services: where Litestream keeps a copy of the SQLite database."""
 
     enabled: bool = field(default=True, metadata=_doc(
-        "Replicate the SQLite database continuously with Litestream (run as a child process of the service)."))
+        "Replicate the SQLite database continuously with Litestream (who runs it: see mode)."))
+    mode: ReplicationMode = field(default=ReplicationMode.CHILD, metadata=_doc(
+        "Who runs Litestream: 'child' (the service, as its child process) or 'external' (the service runs "
+        "none; the 'replicate' command does, e.g. in the clinic-gateway-litestream / clinic-hq-litestream "
+        "systemd unit). Both run the same supervisor; 'external' gives Litestream its own unit and sandbox."))
     replica_url: str | None = field(default=None, metadata=_doc(
         "Where the replica goes: 'file:///ABSOLUTE/PATH' (e.g. another disk) or 's3://BUCKET/PATH' (S3 or an "
         "S3-compatible store); unset: a file replica beside the database, e.g. "
@@ -326,6 +338,11 @@ class Replicator:
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc is not None else None
 
+    @property
+    def supervising(self) -> bool:
+        """True from start() until stop(), while the supervisor (not necessarily litestream) is alive."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         """Start supervising in the background. Raises ReplicationError if litestream cannot run at all
         (no binary, unreadable credentials): that is a configuration problem, not one to retry."""
@@ -500,6 +517,86 @@ class Replicator:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+# ---- the standalone replicator (`replicate` command, its own systemd unit) --------------------
+SQLITE_MAGIC = b"SQLite format 3\0"
+
+
+def is_wal_database(header: bytes) -> bool:
+    """Whether a SQLite file's first bytes say it is in WAL mode (write and read versions 2)."""
+    return len(header) >= 20 and header.startswith(SQLITE_MAGIC) and header[18] == 2 and header[19] == 2
+
+
+def _read_header(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(100)
+    except FileNotFoundError:
+        return b""
+
+
+def external_replication_problem(section: ReplicationSection) -> str | None:
+    """Why the `replicate` command must not run for this configuration, or None."""
+    if not section.enabled:
+        return "replication is off ([replication] enabled = false): there is nothing to replicate"
+    if section.mode is not ReplicationMode.EXTERNAL:
+        return ("[replication] mode is 'child': the service runs litestream itself, and a second one must not "
+                "replicate the same database; set mode = \"external\" to run it with this command")
+    return None
+
+
+async def replicate_until_stopped(db_path: Path, section: ReplicationSection, stop: asyncio.Event,
+                                  notifier: Notifier, *, poll_s: float = 1.0) -> None:
+    """Run the same Replicator the services run in 'child' mode, in a process of its own, until `stop`.
+
+    Ready at once (the service it replicates for is ordered after it, so it must not wait for the
+    service); Litestream starts when the service has created the database in WAL mode, as it needs.
+    Raises ReplicationError when [replication] does not ask for an external replicator.
+    """
+    db = Path(os.path.abspath(db_path))
+    problem = external_replication_problem(section)
+    if problem:
+        raise ReplicationError(problem)
+    replicator = Replicator(db, section)
+    waiting = f"waiting for {db} to be created (in WAL mode) by its service"
+    notifier.ready(waiting)
+    started = False
+
+    def health() -> Health:
+        if not started:
+            return Health(True, waiting)
+        if not replicator.supervising:
+            return Health(False, "the litestream supervisor has stopped")
+        pid = replicator.pid
+        return Health(True, f"litestream (pid {pid}) replicates {db.name} to {replicator.replica.url}" if pid
+                      else f"litestream for {db.name} is restarting (restarts: {replicator.restarts})")
+
+    interval = watchdog_interval_s()
+    feeder = asyncio.create_task(feed_watchdog(notifier, interval, health)) if interval else None
+    try:
+        logged = False
+        while not is_wal_database(await asyncio.to_thread(_read_header, db)):
+            if not logged:
+                log.info("%s", waiting)
+                logged = True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_s):
+                    await stop.wait()
+            if stop.is_set():
+                return
+        replicator.start()
+        started = True
+        try:
+            await stop.wait()
+        finally:
+            notifier.stopping("final sync, then stopping litestream")
+            await replicator.stop()
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
 
 
 # ---- restore -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`python -m hq serve --config PATH [--check-config]` (console script `clinic-hq`): run or validate HQ;
-`python -m hq restore --config PATH [--force]`: restore its SQLite database from the Litestream replica.
+`python -m hq restore --config PATH [--force]`: restore its SQLite database from the Litestream replica;
+`python -m hq replicate --config PATH`: run Litestream outside HQ ([replication] mode = "external").
 
 Configuration errors print one line on stderr and exit with status 2; SIGINT/SIGTERM stop HQ cleanly.
 """
@@ -19,10 +20,11 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from gateway import tomlconfig
-from gateway.replication import ReplicationError, restore
+from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
+from gateway.sdnotify import Health, Notifier, feed_watchdog, watchdog_interval_s
 from hq import accounts, audit, db
 from hq.app import StartupError, create_app
-from hq.appkeys import FATAL
+from hq.appkeys import FATAL, INGEST, LINK
 from hq.config import HqConfig
 from hq.replay import mark_replay_due
 
@@ -71,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     audit_cmd = sub.add_parser("audit", help="the audit log: verify its hash chain")
     audit_cmd.add_argument("action", choices=["verify"])
     audit_cmd.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    replicate = sub.add_parser(
+        "replicate", help="replicate the SQLite database with Litestream in this process ([replication] mode = "
+                          "\"external\")",
+        description="Replicate HQ's SQLite database with Litestream in this process, until SIGTERM, when "
+                    "[replication] mode is \"external\" (its own systemd unit, clinic-hq-litestream). Waits for HQ "
+                    "to create the database; a clean stop ships the last commits.")
+    replicate.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    replicate.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
@@ -90,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
     if args.command == "restore":
         return restore_database(config, force=args.force, timestamp=args.timestamp)
+    if args.command == "replicate":
+        return replicate_database(config, args.log_level)
     if args.command in ("migrate", "user", "token", "audit"):
         return admin_command(config, args)
     if args.check_config:
@@ -98,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        failure = asyncio.run(serve(config))
+        failure = asyncio.run(serve(config, notifier=Notifier.from_environment()))
     except StartupError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
         return 1
@@ -118,22 +130,54 @@ def _utc_time(text: str) -> datetime:
     return t
 
 
-def restore_database(config: HqConfig, *, force: bool = False, timestamp: datetime | None = None) -> int:
-    """`restore`: the SQLite file from its replica, then the mark that makes HQ ask the gateways to replay."""
+def sqlite_path(config: HqConfig, command: str, instead: str) -> Path | None:
+    """The SQLite file Litestream works on, or None after saying why there is none and what to do `instead`."""
     url = db.database_url(config.database.url, config.database.password_file)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        print(f"clinic-hq: restore: the database is {url.render_as_string(hide_password=True)}; Litestream "
-              "replicates only a SQLite file: restore PostgreSQL with its own tools (pg_restore, PITR)",
-              file=sys.stderr)
+        print(f"clinic-hq: {command}: the database is {url.render_as_string(hide_password=True)}; Litestream "
+              f"replicates only a SQLite file: {instead}", file=sys.stderr)
+        return None
+    return Path(url.database)
+
+
+def replicate_database(config: HqConfig, log_level: str) -> int:
+    """`replicate`: the same Litestream supervisor HQ runs in 'child' mode, in this process."""
+    path = sqlite_path(config, "replicate", "back PostgreSQL up with its own tools (pg_dump, base backups)")
+    if path is None:
         return EXIT_CONFIG
-    path = Path(url.database)
+    problem = external_replication_problem(config.replication)
+    if problem:
+        print(f"clinic-hq: replicate: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await replicate_until_stopped(path, config.replication, stop, Notifier.from_environment())
+
+    try:
+        asyncio.run(run())
+    except ReplicationError as exc:
+        print(f"clinic-hq: replicate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def restore_database(config: HqConfig, *, force: bool = False, timestamp: datetime | None = None) -> int:
+    """`restore`: the SQLite file from its replica, then the mark that makes HQ ask the gateways to replay."""
+    path = sqlite_path(config, "restore", "restore PostgreSQL with its own tools (pg_restore, PITR)")
+    if path is None:
+        return EXIT_CONFIG
     try:
         result = restore(path, config.replication, force=force, timestamp=timestamp)
     except ReplicationError as exc:
         print(f"clinic-hq: restore: {exc}", file=sys.stderr)
         return 1
     print(f"restored {path} from {result.replica_url} (Litestream transaction {result.txid})")
-    engine = db.create_engine_for(url)
+    engine = db.create_engine_for(db.database_url(config.database.url, config.database.password_file))
     try:
         mark_replay_due(engine)
     except sa.exc.SQLAlchemyError as exc:
@@ -208,12 +252,16 @@ def user_command(engine: sa.Engine, args: argparse.Namespace) -> int:
         return 0
 
 
-async def serve(config: HqConfig, stop: asyncio.Event | None = None) -> str | None:
+async def serve(config: HqConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None) -> str | None:
     """Serve until `stop` is set or SIGINT/SIGTERM arrives, then shut down cleanly.
 
-    Returns None after a requested stop, or why HQ had to stop (a background task died).
+    Returns None after a requested stop, or why HQ had to stop (a background task died). Under systemd
+    (`notifier`): READY once HTTP is served and the ingest writer runs; the watchdog is fed only while the
+    ingest writer and the MQTT link task are alive.
     """
     stop = stop or asyncio.Event()
+    notifier = notifier or Notifier(None)
+    feeder: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -231,10 +279,29 @@ async def serve(config: HqConfig, stop: asyncio.Event | None = None) -> str | No
         gc.freeze()
         fatal = app[FATAL]
         fatal.add_done_callback(lambda _: stop.set())
+        ingest = app[INGEST]
+        while not ingest.writer_alive and not fatal.done() and not stop.is_set():
+            await asyncio.sleep(0.01)  # the writer task has been created; READY once it runs
+        if ingest.writer_alive:
+            notifier.ready(f"serving http://{config.http.host}:{config.http.port}")
+
+        def health() -> Health:
+            # The link task ending (even cleanly) or the writer dying sets FATAL: HQ stops then anyway.
+            if fatal.done() or not ingest.writer_alive:
+                return Health(False, fatal.result() if fatal.done() else "the ingest writer is not running")
+            return Health(True, "connected to the broker" if app[LINK].is_connected else
+                          "waiting for the MQTT broker (gateways buffer meanwhile)")
+
+        interval = watchdog_interval_s()
+        if interval is not None and notifier.enabled:
+            feeder = asyncio.create_task(feed_watchdog(notifier, interval, health), name="hq-watchdog")
         await stop.wait()
         failure = fatal.result() if fatal.done() else None
         log.info("hq stopping%s", f" after a failure: {failure}" if failure else "")
+        notifier.stopping(f"stopping after a failure: {failure}" if failure else "stopping")
     finally:
+        if feeder is not None:
+            feeder.cancel()
         await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -18,14 +18,16 @@ import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
 from gateway.mqttlink import MqttLink
-from gateway.replication import ReplicationError, Replicator
+from gateway.replication import ReplicationError, ReplicationMode, Replicator
 from hq import api, auth, db, directory_upkeep, observability, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
-from hq.console import admin, pages, websocket
+from hq.console import admin, consultations, pages, websocket
 from hq.console import experts as expert_pages
 from hq.console import metrics as metrics_pages
+from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
+from hq.escalation import Escalator
 from hq.fhir import practitioner
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
@@ -46,14 +48,17 @@ def create_app(config: HqConfig) -> web.Application:
     app[EVENTS] = GatewayEvents()
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
+    ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(expert_pages.routes)
     app.add_routes(metrics_pages.routes)
     app.add_routes(practitioner.routes)
     app.add_routes(api.routes)
+    app.add_routes(consultations.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS,
+                          **practitioner.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -62,6 +67,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(directory_upkeep.directory_upkeep)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
+    app.cleanup_ctx.append(_escalation)
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -87,6 +93,9 @@ async def _replication(app: web.Application) -> AsyncIterator[None]:
     replicator: Replicator | None = None
     if not section.enabled:
         log.info("database replication is off ([replication] enabled = false)")
+    elif section.mode is ReplicationMode.EXTERNAL and url.get_backend_name() == "sqlite":
+        log.info("database replication runs in its own process ([replication] mode = \"external\": "
+                 "clinic-hq replicate, the clinic-hq-litestream unit)")
     elif url.get_backend_name() != "sqlite":
         log.info("database is %s: replication and backups are the database's job (e.g. streaming replication "
                  "and base backups), not Litestream's; [replication] is ignored", url.get_backend_name())
@@ -127,6 +136,17 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _escalation(app: web.Application) -> AsyncIterator[None]:
+    """Dispatch rounds that time out escalate, overdue short forms are flagged (state in the database)."""
+    escalator = Escalator(app[ENGINE], app[CONFIG].consultations, app)
+    task = asyncio.create_task(escalator.run(), name="hq-escalation")
+    task.add_done_callback(functools.partial(_report_crash, app[FATAL]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _request_replays(engine: sa.Engine, link: MqttLink) -> None:

@@ -144,6 +144,44 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class ConsultationsSection:
+    offers_per_round: int = field(default=3, metadata=_doc(
+        "N: experts offered a consultation at once; the first to accept takes it, the others are withdrawn."))
+    offer_timeout_s: float = field(default=60.0, metadata=_doc(
+        "T for emergencies: a round nobody accepted within this long escalates to the next N experts and the "
+        "on-call coordinators."))
+    urgent_offer_timeout_s: float = field(default=300.0, metadata=_doc("T for urgent consultations."))
+    routine_offer_timeout_s: float = field(default=3600.0, metadata=_doc(
+        "T for routine consultations requested without a booked slot."))
+    max_rounds: int = field(default=3, metadata=_doc(
+        "Rounds of offers at most; after them (or when no expert is left) the coordinators must assign it."))
+    form_deadline_s: float = field(default=600.0, metadata=_doc(
+        "The short form (chief complaint, preliminary diagnosis, question) of an emergency is due this long after "
+        "the click; later it is flagged overdue and the coordinators are told."))
+    on_call_coordinators: tuple[str, ...] = field(default=(), metadata=_doc(
+        "User names of the on-call coordinators told of escalations and overdue forms; empty: every coordinator."))
+    sweep_interval_s: float = field(default=1.0, metadata=_doc(
+        "Longest wait between checks for rounds that timed out and forms that became overdue (state is in the "
+        "database: a restarted HQ carries on where it stopped)."))
+    vitals_window_s: int = field(default=600, metadata=_doc(
+        "HQ attaches its own newest readings of the patient from this far back to a new consultation."))
+    report_font: Path = field(default=Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"), metadata=_doc(
+        "TrueType font (TTF/TTC) with Chinese glyphs embedded in PDF reports (Debian: fonts-wqy-microhei)."))
+
+    def __post_init__(self) -> None:
+        if self.offers_per_round < 1 or self.max_rounds < 1:
+            raise ValueError("offers_per_round and max_rounds must be >= 1")
+        if min(self.offer_timeout_s, self.urgent_offer_timeout_s, self.routine_offer_timeout_s) <= 0:
+            raise ValueError("offer_timeout_s, urgent_offer_timeout_s and routine_offer_timeout_s must be > 0")
+        if self.form_deadline_s <= 0 or self.sweep_interval_s <= 0 or self.vitals_window_s < 0:
+            raise ValueError("form_deadline_s and sweep_interval_s must be > 0, vitals_window_s >= 0")
+
+    def timeout_s(self, kind: str) -> float:
+        return {"urgent": self.urgent_offer_timeout_s, "routine": self.routine_offer_timeout_s}.get(
+            kind, self.offer_timeout_s)
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -153,5 +191,7 @@ class HqConfig:
     auth: AuthSection = field(default_factory=AuthSection, metadata=_doc("[auth] console accounts and sessions"))
     experts: ExpertsSection = field(default_factory=ExpertsSection, metadata=_doc("[experts] the expert directory"))
     metrics: MetricsSection = field(default_factory=MetricsSection, metadata=_doc("[metrics] consultation metrics"))
+    consultations: ConsultationsSection = field(default_factory=ConsultationsSection, metadata=_doc(
+        "[consultations] dispatch, escalation, short-form deadline, reports"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))

@@ -83,6 +83,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 # only decides whose bar shows the link.
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
+    NavItem("/consultations", "Consultations", _EVERYONE),
     NavItem("/experts", "Experts", _EVERYONE),
     NavItem("/consultation-metrics", "Metrics", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),

@@ -25,7 +25,18 @@ from hq.models.experts import (
     experts,
 )
 from hq.models.fleet import clinics, gateways, hq_meta, observations
-from hq.models.records import imaging, patient_identifiers, patient_merges, patients, visits
+from hq.models.records import (
+    imaging,
+    observation_highlights,
+    observation_rollups,
+    patient_duplicates,
+    patient_identifiers,
+    patient_merges,
+    patient_search_keys,
+    patients,
+    rollup_progress,
+    visits,
+)
 from hq.models.scheduling import appointments, availability_exceptions, availability_rules, slot_claims
 from hq.models.types import BigId, Millis, metadata
 
@@ -56,11 +67,16 @@ __all__ = [
     "imaging",
     "login_failures",
     "metadata",
+    "observation_highlights",
+    "observation_rollups",
     "observations",
+    "patient_duplicates",
     "patient_identifiers",
     "patient_merges",
+    "patient_search_keys",
     "patients",
     "reports",
+    "rollup_progress",
     "sessions",
     "slot_claims",
     "users",

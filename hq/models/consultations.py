@@ -16,7 +16,7 @@ consultations = sa.Table(
     id_column(),
     sa.Column("public_id", sa.String(40), nullable=False, unique=True),  # made by the gateway when offline
     sa.Column("kind", sa.String(16), nullable=False),  # routine | urgent | emergency
-    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),  # the vocabulary is hq.consultations.Status
     sa.Column("stage", sa.String(24)),  # identity_check | case_presentation | discussion | opinion
     sa.Column("clinic_id", sa.String(64), sa.ForeignKey("clinics.id"), nullable=False),
     sa.Column("gateway_id", sa.String(64)),
@@ -25,19 +25,27 @@ consultations = sa.Table(
     ref("requested_expert_id", "experts.id"),
     ref("expert_id", "experts.id"),  # who took it
     ref("requested_by_user_id", "users.id"),
+    sa.Column("requested_by", sa.String(200)),  # who asked, as shown (a gateway's local screen has no user id)
+    sa.Column("tags", sa.JSON(none_as_null=True)),  # skills / diseases asked for, for matching
+    sa.Column("language", sa.String(16)),  # BCP 47, when the clinic needs a particular language
     sa.Column("requested_ms", Millis, nullable=False),  # the click, on the clinic's clock
+    sa.Column("scheduled_ms", Millis),  # routine consultations booked in a slot: its start
     sa.Column("received_ms", Millis, nullable=False),  # when HQ committed the request
     sa.Column("accepted_ms", Millis),
     sa.Column("started_ms", Millis),
     sa.Column("ended_ms", Millis),
     sa.Column("form_due_ms", Millis),
     sa.Column("form_received_ms", Millis),
+    sa.Column("form_overdue_ms", Millis),  # when the short form was flagged overdue (and people told, once)
     sa.Column("chief_complaint", sa.Text),
     sa.Column("preliminary_diagnosis", sa.Text),
     sa.Column("question", sa.Text),
     sa.Column("vitals", sa.JSON(none_as_null=True)),  # the vitals attached when the request was made
     sa.Column("escalation_round", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_escalation_ms", Millis),
+    sa.Column("next_escalation_ms", Millis),  # the current round's offers time out then (null: none waiting)
+    sa.Column("coordinators_notified_ms", Millis),
+    sa.Column("cancelled_ms", Millis),
+    sa.Column("cancel_reason", sa.Text),
     sa.Column("rating", sa.Integer),
     sa.Column("rating_comment", sa.Text),
     sa.Column("rated_ms", Millis),
@@ -48,6 +56,7 @@ consultations = sa.Table(
     sa.Index("ix_consultations_expert_status", "expert_id", "status"),
     sa.Index("ix_consultations_clinic_requested", "clinic_id", "requested_ms"),
     sa.Index("ix_consultations_patient_id", "patient_id"),
+    sa.Index("ix_consultations_next_escalation_ms", "next_escalation_ms"),
 )
 
 dispatch_offers = sa.Table(
@@ -60,6 +69,8 @@ dispatch_offers = sa.Table(
     sa.Column("offered_ms", Millis, nullable=False),
     sa.Column("responded_ms", Millis),
     sa.Column("outcome", sa.String(16), nullable=False),  # pending | accepted | declined | withdrawn | expired
+    sa.Column("score", sa.Float, nullable=False, server_default="0"),
+    sa.Column("reasons", sa.JSON(none_as_null=True)),  # why matching chose the expert, shown with the offer
     sa.UniqueConstraint("consultation_id", "expert_id"),
     sa.Index("ix_dispatch_offers_expert_outcome", "expert_id", "outcome"),
 )
@@ -71,6 +82,7 @@ consultation_messages = sa.Table(
     ref("consultation_id", "consultations.id", nullable=False, ondelete="CASCADE"),
     ref("author_user_id", "users.id"),
     sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="chat"),  # chat | stage (the flow moved on)
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("at_ms", Millis, nullable=False),
     sa.Index("ix_consultation_messages_consultation_at", "consultation_id", "at_ms"),
@@ -98,6 +110,7 @@ reports = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     ref("created_by_user_id", "users.id"),
     sa.Column("created_ms", Millis, nullable=False),
+    sa.Column("delivered_ms", Millis),  # the clinic's gateway confirmed it has the report
     sa.UniqueConstraint("consultation_id", "version"),
 )
 

@@ -145,6 +145,9 @@ def test_flapping_link_with_delay_and_stalls(stack: Stack) -> None:
     flaps = 6
     for i in range(flaps):
         time.sleep(3.0)
+        # Each flap must find a live connection to reset: on a loaded machine the reconnect (with its
+        # backoff jitter) can take longer than the 3 s between flaps, and is bounded by the 10 s target.
+        eventually(lambda: connected(stack, spec), RECONNECT_BOUND_S, f"uplink back before flap {i + 1}")
         proxy.cut(CutMode.RESET)
         time.sleep(1.0 + i % 3)  # 1-3 s outages, every connection reset and reconnects refused
         proxy.restore()

@@ -11,10 +11,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 # What HQ may use of the gateway package: the wire contract and its transport, the config loader, the
-# Prometheus exposition and Litestream replication. Everything else in gateway/ is the clinic service's
-# own business.
-HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.mqttlink", "gateway.tomlconfig",
-                              "gateway.prometheus", "gateway.replication"}
+# Prometheus exposition, Litestream replication and systemd's notification protocol (both services run
+# under systemd with a watchdog). gateway.consultation_wire is the consultation part of the wire contract
+# (events and notices), pure like wire. Everything else in gateway/ is the clinic service's own business.
+HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.consultation_wire", "gateway.mqttlink",
+                              "gateway.tomlconfig", "gateway.prometheus", "gateway.replication", "gateway.sdnotify"}
 
 
 def imports(path: Path) -> set[str]:

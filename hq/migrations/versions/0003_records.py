@@ -1,4 +1,5 @@
-"""Shared patient records: patients, per-clinic record numbers, merges, visits, imaging.
+"""Shared patient records: patients, search keys, per-clinic record numbers, duplicate candidates, merges,
+visits, imaging, and the readings' rollups and highlights that the timeline reads.
 
 Revision 0003, after 0002.
 """
@@ -13,38 +14,50 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+SearchKey = sa.String(length=100).with_variant(sa.String(length=100, collation="C"), "postgresql")
+
 
 def upgrade() -> None:
     op.create_table(
         "patients",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("national_id", sa.String(length=40), nullable=True),
         sa.Column("family_name", sa.String(length=100), nullable=True),
         sa.Column("given_name", sa.String(length=100), nullable=True),
         sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("alt_name", sa.String(length=200), nullable=True),
         sa.Column("sex", sa.String(length=16), nullable=True),
         sa.Column("birth_date", sa.Date(), nullable=True),
         sa.Column("phone", sa.String(length=40), nullable=True),
-        sa.Column("search_text", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("origin", sa.String(length=16), server_default="console", nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
-        sa.Column("merged_into_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("merged_into_id", BigId, nullable=True),
+        sa.CheckConstraint("origin IN ('console', 'checkin', 'device', 'import')", name=op.f("ck_patients_origin")),
         sa.ForeignKeyConstraint(["merged_into_id"], ["patients.id"], name=op.f("fk_patients_merged_into_id_patients")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_patients")),
     )
-    op.create_index("ix_patients_search_text", "patients", ["search_text"], unique=False)
+    op.create_index("ix_patients_merged_into_id", "patients", ["merged_into_id"], unique=False)
     op.create_index(
-        "uq_patients_national_id",
-        "patients",
-        ["national_id"],
-        unique=True,
-        sqlite_where=sa.text("national_id IS NOT NULL"),
-        postgresql_where=sa.text("national_id IS NOT NULL"),
+        "uq_patients_national_id", "patients", ["national_id"], unique=True,
+        sqlite_where=sa.text("national_id IS NOT NULL"), postgresql_where=sa.text("national_id IS NOT NULL"),
     )
     op.create_table(
+        "patient_search_keys",
+        sa.Column("key", SearchKey, nullable=False),
+        sa.Column("patient_id", BigId, nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.ForeignKeyConstraint(["patient_id"], ["patients.id"],
+                                name=op.f("fk_patient_search_keys_patient_id_patients")),
+        sa.PrimaryKeyConstraint("key", "patient_id", name=op.f("pk_patient_search_keys")),
+    )
+    op.create_index("ix_patient_search_keys_patient_id_key", "patient_search_keys", ["patient_id", "key"],
+                    unique=False)
+    op.create_table(
         "patient_identifiers",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("patient_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("patient_id", BigId, nullable=False),
         sa.Column("clinic_id", sa.String(length=64), nullable=False),
         sa.Column("mrn", sa.String(length=80), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
@@ -57,9 +70,49 @@ def upgrade() -> None:
     )
     op.create_index("ix_patient_identifiers_patient_id", "patient_identifiers", ["patient_id"], unique=False)
     op.create_table(
+        "patient_duplicates",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("patient_id", BigId, nullable=False),
+        sa.Column("other_id", BigId, nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.Column("resolved_ms", sa.BigInteger(), nullable=True),
+        sa.Column("resolution", sa.String(length=16), nullable=True),
+        sa.Column("resolved_by_user_id", BigId, nullable=True),
+        sa.ForeignKeyConstraint(["other_id"], ["patients.id"], name=op.f("fk_patient_duplicates_other_id_patients")),
+        sa.ForeignKeyConstraint(["patient_id"], ["patients.id"],
+                                name=op.f("fk_patient_duplicates_patient_id_patients")),
+        sa.ForeignKeyConstraint(["resolved_by_user_id"], ["users.id"],
+                                name=op.f("fk_patient_duplicates_resolved_by_user_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_patient_duplicates")),
+        sa.UniqueConstraint("patient_id", "other_id", name=op.f("uq_patient_duplicates_patient_id_other_id")),
+    )
+    op.create_index("ix_patient_duplicates_open", "patient_duplicates", ["resolved_ms"], unique=False)
+    op.create_table(
+        "patient_merges",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("survivor_id", BigId, nullable=False),
+        sa.Column("merged_id", BigId, nullable=False),
+        sa.Column("by_user_id", BigId, nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("at_ms", sa.BigInteger(), nullable=False),
+        sa.Column("moved", sa.JSON(), nullable=False),
+        sa.Column("undone_ms", sa.BigInteger(), nullable=True),
+        sa.Column("undone_by_user_id", BigId, nullable=True),
+        sa.ForeignKeyConstraint(["by_user_id"], ["users.id"], name=op.f("fk_patient_merges_by_user_id_users")),
+        sa.ForeignKeyConstraint(["merged_id"], ["patients.id"], name=op.f("fk_patient_merges_merged_id_patients")),
+        sa.ForeignKeyConstraint(["survivor_id"], ["patients.id"], name=op.f("fk_patient_merges_survivor_id_patients")),
+        sa.ForeignKeyConstraint(["undone_by_user_id"], ["users.id"],
+                                name=op.f("fk_patient_merges_undone_by_user_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_patient_merges")),
+    )
+    op.create_index("ix_patient_merges_merged_id", "patient_merges", ["merged_id"], unique=False)
+    op.create_index("ix_patient_merges_survivor_id", "patient_merges", ["survivor_id"], unique=False)
+    op.create_table(
         "visits",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("patient_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("patient_id", BigId, nullable=False),
         sa.Column("clinic_id", sa.String(length=64), nullable=False),
         sa.Column("gateway_id", sa.String(length=64), nullable=True),
         sa.Column("external_id", sa.String(length=64), nullable=True),
@@ -75,8 +128,8 @@ def upgrade() -> None:
     op.create_index("ix_visits_patient_started", "visits", ["patient_id", "started_ms"], unique=False)
     op.create_table(
         "imaging",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("patient_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("patient_id", BigId, nullable=False),
         sa.Column("clinic_id", sa.String(length=64), nullable=True),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
@@ -90,7 +143,7 @@ def upgrade() -> None:
         sa.Column("study_description", sa.String(length=300), nullable=True),
         sa.Column("body_part", sa.String(length=64), nullable=True),
         sa.Column("tags", sa.JSON(none_as_null=True), nullable=True),
-        sa.Column("uploaded_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("uploaded_by_user_id", BigId, nullable=True),
         sa.Column("uploaded_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(["clinic_id"], ["clinics.id"], name=op.f("fk_imaging_clinic_id_clinics")),
         sa.ForeignKeyConstraint(["patient_id"], ["patients.id"], name=op.f("fk_imaging_patient_id_patients")),
@@ -102,33 +155,68 @@ def upgrade() -> None:
     )
     op.create_index("ix_imaging_patient_id", "imaging", ["patient_id"], unique=False)
     op.create_table(
-        "patient_merges",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
-        sa.Column("survivor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("merged_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("at_ms", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["by_user_id"], ["users.id"], name=op.f("fk_patient_merges_by_user_id_users")),
-        sa.ForeignKeyConstraint(["merged_id"], ["patients.id"], name=op.f("fk_patient_merges_merged_id_patients")),
-        sa.ForeignKeyConstraint(["survivor_id"], ["patients.id"], name=op.f("fk_patient_merges_survivor_id_patients")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_patient_merges")),
+        "observation_rollups",
+        sa.Column("clinic_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_key", sa.String(length=80), nullable=False),
+        sa.Column("hour_ms", sa.BigInteger(), nullable=False),
+        sa.Column("metric", sa.String(length=80), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("unit", sa.String(length=40), nullable=True),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("value_count", sa.Integer(), nullable=False),
+        sa.Column("value_min", sa.Float(), nullable=True),
+        sa.Column("value_max", sa.Float(), nullable=True),
+        sa.Column("value_sum", sa.Float(), nullable=True),
+        sa.Column("first_ms", sa.BigInteger(), nullable=False),
+        sa.Column("last_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("clinic_id", "patient_key", "hour_ms", "metric", "kind",
+                                name=op.f("pk_observation_rollups")),
+    )
+    op.create_table(
+        "observation_highlights",
+        sa.Column("gateway_id", sa.String(length=64), nullable=False),
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("clinic_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_key", sa.String(length=80), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("metric", sa.String(length=80), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
+        sa.Column("unit", sa.String(length=40), nullable=True),
+        sa.Column("time_ms", sa.BigInteger(), nullable=False),
+        sa.Column("device_id", sa.String(length=80), nullable=False),
+        sa.Column("extra", sa.JSON(none_as_null=True), nullable=True),
+        sa.PrimaryKeyConstraint("gateway_id", "seq", name=op.f("pk_observation_highlights")),
+    )
+    op.create_index("ix_observation_highlights_patient_time", "observation_highlights",
+                    ["clinic_id", "patient_key", "time_ms"], unique=False)
+    op.create_table(
+        "rollup_progress",
+        sa.Column("gateway_id", sa.String(length=64), nullable=False),
+        sa.Column("rolled_below", sa.BigInteger(), nullable=False),
+        sa.Column("updated_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("gateway_id", name=op.f("pk_rollup_progress")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("patient_merges")
+    op.drop_table("rollup_progress")
+    op.drop_index("ix_observation_highlights_patient_time", table_name="observation_highlights")
+    op.drop_table("observation_highlights")
+    op.drop_table("observation_rollups")
     op.drop_index("ix_imaging_patient_id", table_name="imaging")
     op.drop_table("imaging")
     op.drop_index("ix_visits_patient_started", table_name="visits")
     op.drop_table("visits")
+    op.drop_index("ix_patient_merges_survivor_id", table_name="patient_merges")
+    op.drop_index("ix_patient_merges_merged_id", table_name="patient_merges")
+    op.drop_table("patient_merges")
+    op.drop_index("ix_patient_duplicates_open", table_name="patient_duplicates")
+    op.drop_table("patient_duplicates")
     op.drop_index("ix_patient_identifiers_patient_id", table_name="patient_identifiers")
     op.drop_table("patient_identifiers")
-    op.drop_index(
-        "uq_patients_national_id",
-        table_name="patients",
-        sqlite_where=sa.text("national_id IS NOT NULL"),
-        postgresql_where=sa.text("national_id IS NOT NULL"),
-    )
-    op.drop_index("ix_patients_search_text", table_name="patients")
+    op.drop_index("ix_patient_search_keys_patient_id_key", table_name="patient_search_keys")
+    op.drop_table("patient_search_keys")
+    op.drop_index("uq_patients_national_id", table_name="patients",
+                  sqlite_where=sa.text("national_id IS NOT NULL"), postgresql_where=sa.text("national_id IS NOT NULL"))
+    op.drop_index("ix_patients_merged_into_id", table_name="patients")
     op.drop_table("patients")

@@ -29,19 +29,27 @@ def upgrade() -> None:
         sa.Column("requested_expert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("expert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("requested_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("requested_by", sa.String(length=200), nullable=True),
+        sa.Column("tags", sa.JSON(none_as_null=True), nullable=True),
+        sa.Column("language", sa.String(length=16), nullable=True),
         sa.Column("requested_ms", sa.BigInteger(), nullable=False),
+        sa.Column("scheduled_ms", sa.BigInteger(), nullable=True),
         sa.Column("received_ms", sa.BigInteger(), nullable=False),
         sa.Column("accepted_ms", sa.BigInteger(), nullable=True),
         sa.Column("started_ms", sa.BigInteger(), nullable=True),
         sa.Column("ended_ms", sa.BigInteger(), nullable=True),
         sa.Column("form_due_ms", sa.BigInteger(), nullable=True),
         sa.Column("form_received_ms", sa.BigInteger(), nullable=True),
+        sa.Column("form_overdue_ms", sa.BigInteger(), nullable=True),
         sa.Column("chief_complaint", sa.Text(), nullable=True),
         sa.Column("preliminary_diagnosis", sa.Text(), nullable=True),
         sa.Column("question", sa.Text(), nullable=True),
         sa.Column("vitals", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("escalation_round", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_escalation_ms", sa.BigInteger(), nullable=True),
+        sa.Column("coordinators_notified_ms", sa.BigInteger(), nullable=True),
+        sa.Column("cancelled_ms", sa.BigInteger(), nullable=True),
+        sa.Column("cancel_reason", sa.Text(), nullable=True),
         sa.Column("rating", sa.Integer(), nullable=True),
         sa.Column("rating_comment", sa.Text(), nullable=True),
         sa.Column("rated_ms", sa.BigInteger(), nullable=True),
@@ -66,6 +74,7 @@ def upgrade() -> None:
     op.create_index("ix_consultations_clinic_requested", "consultations", ["clinic_id", "requested_ms"], unique=False)
     op.create_index("ix_consultations_expert_status", "consultations", ["expert_id", "status"], unique=False)
     op.create_index("ix_consultations_patient_id", "consultations", ["patient_id"], unique=False)
+    op.create_index("ix_consultations_next_escalation_ms", "consultations", ["next_escalation_ms"], unique=False)
     op.create_index("ix_consultations_status", "consultations", ["status"], unique=False)
     op.create_table(
         "advice_items",
@@ -104,6 +113,7 @@ def upgrade() -> None:
         sa.Column("consultation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("author_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("author", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=16), server_default="chat", nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("at_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -129,6 +139,8 @@ def upgrade() -> None:
         sa.Column("offered_ms", sa.BigInteger(), nullable=False),
         sa.Column("responded_ms", sa.BigInteger(), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("score", sa.Float(), server_default="0", nullable=False),
+        sa.Column("reasons", sa.JSON(none_as_null=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["consultation_id"],
             ["consultations.id"],
@@ -150,6 +162,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("created_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.Column("delivered_ms", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["consultation_id"],
             ["consultations.id"],
@@ -171,6 +184,7 @@ def downgrade() -> None:
     op.drop_table("consultation_attachments")
     op.drop_table("advice_items")
     op.drop_index("ix_consultations_status", table_name="consultations")
+    op.drop_index("ix_consultations_next_escalation_ms", table_name="consultations")
     op.drop_index("ix_consultations_patient_id", table_name="consultations")
     op.drop_index("ix_consultations_expert_status", table_name="consultations")
     op.drop_index("ix_consultations_clinic_requested", table_name="consultations")

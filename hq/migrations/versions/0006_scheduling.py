@@ -1,4 +1,5 @@
-"""Availability rules and exceptions, appointments and their slot claims.
+"""Availability rules and exceptions, appointments (with urgent extra slots, cancellation and reminders) and
+their slot claims.
 
 Revision 0006, after 0005.
 """
@@ -23,6 +24,13 @@ def upgrade() -> None:
         sa.Column("ends_ms", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("created_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("ends_ms > starts_ms", name=op.f("ck_availability_exceptions_span")),
+        sa.CheckConstraint("kind IN ('leave', 'clinic_duty')", name=op.f("ck_availability_exceptions_kind")),
+        sa.ForeignKeyConstraint(
+            ["created_by_user_id"], ["users.id"], name=op.f("fk_availability_exceptions_created_by_user_id_users")
+        ),
         sa.ForeignKeyConstraint(
             ["expert_id"], ["experts.id"], name=op.f("fk_availability_exceptions_expert_id_experts"), ondelete="CASCADE"
         ),
@@ -41,6 +49,8 @@ def upgrade() -> None:
         sa.Column("slot_minutes", sa.Integer(), nullable=False),
         sa.Column("valid_from", sa.Date(), nullable=True),
         sa.Column("valid_until", sa.Date(), nullable=True),
+        sa.CheckConstraint("weekday BETWEEN 0 AND 6", name=op.f("ck_availability_rules_weekday")),
+        sa.CheckConstraint("slot_minutes > 0", name=op.f("ck_availability_rules_slot_minutes")),
         sa.ForeignKeyConstraint(
             ["expert_id"], ["experts.id"], name=op.f("fk_availability_rules_expert_id_experts"), ondelete="CASCADE"
         ),
@@ -51,6 +61,7 @@ def upgrade() -> None:
         "appointments",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("expert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("department_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("start_ms", sa.BigInteger(), nullable=False),
         sa.Column("end_ms", sa.BigInteger(), nullable=False),
         sa.Column("clinic_id", sa.String(length=64), nullable=False),
@@ -58,18 +69,33 @@ def upgrade() -> None:
         sa.Column("consultation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("urgent_extra", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("requested_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("decided_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("decided_ms", sa.BigInteger(), nullable=True),
+        sa.Column("decision_note", sa.Text(), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.Column("updated_ms", sa.BigInteger(), nullable=False),
         sa.Column("confirmed_ms", sa.BigInteger(), nullable=True),
         sa.Column("reminded_ms", sa.BigInteger(), nullable=True),
+        sa.Column("cancelled_by_user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("cancelled_ms", sa.BigInteger(), nullable=True),
+        sa.Column("cancel_reason", sa.Text(), nullable=True),
+        sa.CheckConstraint("end_ms > start_ms", name=op.f("ck_appointments_span")),
+        sa.CheckConstraint("status IN ('booked', 'pending_approval', 'rejected', 'cancelled')",
+                           name=op.f("ck_appointments_status")),
+        sa.ForeignKeyConstraint(
+            ["cancelled_by_user_id"], ["users.id"], name=op.f("fk_appointments_cancelled_by_user_id_users")
+        ),
         sa.ForeignKeyConstraint(["clinic_id"], ["clinics.id"], name=op.f("fk_appointments_clinic_id_clinics")),
         sa.ForeignKeyConstraint(
             ["consultation_id"], ["consultations.id"], name=op.f("fk_appointments_consultation_id_consultations")
         ),
         sa.ForeignKeyConstraint(
             ["decided_by_user_id"], ["users.id"], name=op.f("fk_appointments_decided_by_user_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["department_id"], ["departments.id"], name=op.f("fk_appointments_department_id_departments")
         ),
         sa.ForeignKeyConstraint(["expert_id"], ["experts.id"], name=op.f("fk_appointments_expert_id_experts")),
         sa.ForeignKeyConstraint(["patient_id"], ["patients.id"], name=op.f("fk_appointments_patient_id_patients")),
@@ -80,6 +106,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_appointments_clinic_start", "appointments", ["clinic_id", "start_ms"], unique=False)
     op.create_index("ix_appointments_expert_start", "appointments", ["expert_id", "start_ms"], unique=False)
+    op.create_index("ix_appointments_status_start", "appointments", ["status", "start_ms"], unique=False)
     op.create_table(
         "slot_claims",
         sa.Column("expert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -100,6 +127,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("slot_claims")
+    op.drop_index("ix_appointments_status_start", table_name="appointments")
     op.drop_index("ix_appointments_expert_start", table_name="appointments")
     op.drop_index("ix_appointments_clinic_start", table_name="appointments")
     op.drop_table("appointments")
