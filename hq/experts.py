@@ -515,7 +515,9 @@ def candidates(conn: sa.Connection, request: MatchRequest, *, now_ms: int,
     else:
         query, params["department_id"] = _IN_DEPARTMENT, request.department_id
     # .all(): one fetchall, several times faster than iterating the result row by row.
-    rows = [r for r in conn.execute(query, params).all() if r[0] not in request.exclude]
+    rows = conn.execute(query, params).all()
+    if request.exclude:
+        rows = [r for r in rows if r[0] not in request.exclude]
     if not rows:
         return []
     ids = [r[0] for r in rows]
