@@ -18,7 +18,7 @@ from aiohttp import web
 
 from hq import audit, departments, directory, experts, openapi
 from hq.appkeys import ENGINE
-from hq.auth import Actor, Role, forbidden, require
+from hq.auth import Actor, Role, current_actor, forbidden, require
 from hq.clock import now_ms
 from hq.console import experts_html as pages
 from hq.console import html
@@ -538,8 +538,19 @@ async def import_page(request: web.Request) -> web.Response:
 
 @routes.post("/experts/import")
 async def import_form(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    form = await request.post()
+    try:
+        actor = await require(request, *MANAGERS)
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        # The console's forms are read whole, up to aiohttp's request limit; the API streams larger files.
+        who = await current_actor(request)
+        if who is None or not _is_manager(who):
+            raise
+        limit = int(getattr(request.app, "_client_max_size", 1024**2))  # aiohttp keeps no public accessor
+        problem = (f"The file is larger than one console upload may be ({limit // 1024:,} KB, about "
+                   f"{limit // 150:,} experts). Split it, or send it to POST /api/v1/experts/import, which takes up "
+                   f"to {MAX_BYTES // 1024 // 1024} MB.")
+        return html.response(pages.import_page(who, error=problem), status=413)
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         return html.response(pages.import_page(actor, error="Choose a CSV file to upload."), status=400)
