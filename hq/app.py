@@ -23,6 +23,7 @@ from hq import api, auth, db, directory_upkeep, observability, openapi, replay
 from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
 from hq.config import HqConfig
 from hq.console import admin, consultations, pages, websocket
+from hq.console import departments as department_pages
 from hq.console import experts as expert_pages
 from hq.console import metrics as metrics_pages
 from hq.consultation_events import ConsultationEvents
@@ -52,13 +53,14 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(expert_pages.routes)
+    app.add_routes(department_pages.routes)
     app.add_routes(metrics_pages.routes)
     app.add_routes(practitioner.routes)
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **consultations.OPENAPI_PATHS, **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS,
-                          **practitioner.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **expert_pages.OPENAPI_PATHS, **department_pages.OPENAPI_PATHS,
+                          **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
