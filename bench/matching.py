@@ -26,18 +26,16 @@ import gc
 import os
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.databases import load_line, on_each_database
 from hq import db, experts
 from hq.clock import now_ms
 from hq.matching import MatchRequest, rank
 from tests.support.directory import Directory, populate_experts
-from tests.support.postgres import Postgres
 
 EXPERTS = int(os.environ.get("MATCH_EXPERTS", "10000"))
 ROUNDS = int(os.environ.get("MATCH_ROUNDS", "300"))
@@ -191,18 +189,9 @@ def run(url: str, label: str) -> float:
 
 
 def main() -> None:
-    # A shared machine's neighbours show in wall-clock tails: say how busy it was.
-    print(f"match_experts_load_average_1m: {os.getloadavg()[0]:.1f} runnable ({os.cpu_count()} cores)")
+    print(load_line("match_experts_load_average_1m"))
     print(f"match_experts_directory: {EXPERTS} experts, {ROUNDS} requests per case")
-    headline = None
-    if ONLY in ("", "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            headline = run(f"sqlite:///{Path(tmp) / 'hq.db'}", "sqlite")
-    if ONLY in ("", "postgres"):
-        with Postgres() as pg:
-            p99 = run(pg.url, "postgres")
-            headline = p99 if headline is None else headline
-    assert headline is not None
+    headline = on_each_database(run, ONLY)
     print(f"match_experts_p99_ms: {headline:.2f} ms (target <= {TARGET_MS:.0f} ms)")
 
 

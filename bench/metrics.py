@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from bench.databases import load_line, on_each_database
 from hq import capability, db, metrics
 from hq.clock import now_ms
 from tests.support.directory import populate_consultations, populate_experts
-from tests.support.postgres import Postgres
 
 PER_DAY = int(os.environ.get("METRICS_PER_DAY", "600"))
 ROUNDS = int(os.environ.get("METRICS_ROUNDS", "3"))
@@ -91,18 +89,9 @@ def run(url: str, label: str) -> float:
 
 
 def main() -> None:
-    # A shared machine's neighbours show in wall-clock times: say how busy it was.
-    print(f"metrics_load_average_1m_start: {os.getloadavg()[0]:.1f} runnable ({os.cpu_count()} cores)")
-    headline = None
-    if ONLY in ("", "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            headline = run(f"sqlite:///{Path(tmp) / 'hq.db'}", "sqlite")
-    if ONLY in ("", "postgres"):
-        with Postgres() as pg:
-            slowest = run(pg.url, "postgres")
-            headline = slowest if headline is None else headline
-    assert headline is not None
-    print(f"metrics_load_average_1m_end: {os.getloadavg()[0]:.1f} runnable ({os.cpu_count()} cores)")
+    print(load_line("metrics_load_average_1m_start"))
+    headline = on_each_database(run, ONLY)
+    print(load_line("metrics_load_average_1m_end"))
     print(f"metrics_year_slowest_ms: {headline:.0f} ms (target < {TARGET_MS:.0f} ms)")
 
 
