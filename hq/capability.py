@@ -85,17 +85,38 @@ def no_history(expert_id: int, now_ms: int) -> dict[str, Any]:
 
 
 def refresh(conn: sa.Connection, now_ms: int) -> int | None:
-    """Recompute every expert's figures into `expert_capability` in the caller's transaction; returns how many
-    experts have figures, or None when another HQ worker is refreshing right now (PostgreSQL)."""
+    """Recompute every expert's figures and write those that changed into `expert_capability`, in the caller's
+    transaction; returns how many experts' figures changed, or None when another HQ worker is refreshing right
+    now (PostgreSQL). Only changes are written: on SQLite the write lock (which ingest waits for) is held for a
+    few rows, not for every expert's."""
     if conn.dialect.name == "postgresql" and not conn.execute(
             sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PG_REFRESH_LOCK}).scalar():
         return None
     figures = compute(conn, now_ms)
-    conn.execute(expert_capability.delete())
-    rows = list(figures.values())
-    for start in range(0, len(rows), 5000):
-        conn.execute(expert_capability.insert(), rows[start:start + 5000])
-    return len(rows)
+    current = {int(r["expert_id"]): dict(r) for r in conn.execute(sa.select(expert_capability)).mappings()}
+    changed = [f for expert_id, f in figures.items() if _differs(current.get(expert_id), f)]
+    stale = [expert_id for expert_id in current if expert_id not in figures]
+    doomed = stale + [f["expert_id"] for f in changed if f["expert_id"] in current]
+    for start in range(0, len(doomed), 1000):
+        conn.execute(expert_capability.delete().where(expert_capability.c.expert_id.in_(doomed[start:start + 1000])))
+    for start in range(0, len(changed), 5000):
+        conn.execute(expert_capability.insert(), changed[start:start + 5000])
+    return len(changed) + len(stale)
+
+
+def _differs(stored: Mapping[str, Any] | None, fresh: Mapping[str, Any]) -> bool:
+    if stored is None:
+        return True
+    for name, value in fresh.items():
+        if name == "computed_ms":
+            continue
+        old = stored[name]
+        if isinstance(value, float) and isinstance(old, float):
+            if abs(value - old) > 1e-9 * max(1.0, abs(value)):
+                return True
+        elif value != old:
+            return True
+    return False
 
 
 def figures_of(conn: sa.Connection, expert_id: int, now_ms: int) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def test_figures_match_a_hand_computation(engine: sa.Engine) -> None:
                                     answers=len(adopted), adopted=sum(adopted), last=NOW - 8_000_000 + cid,
                                     accepted=n)
         assert capability.refresh(conn, NOW) == 3
+        assert capability.refresh(conn, NOW + 1) == 0  # nothing changed: nothing written
     with engine.connect() as conn:
         stored = {r["expert_id"]: dict(r) for r in conn.execute(sa.select(expert_capability)).mappings()}
         for expert, want in expected.items():
@@ -92,7 +93,7 @@ def test_refresh_replaces_the_figures(engine: sa.Engine) -> None:
                                                    received_ms=NOW, accepted_ms=NOW + 90_000))
         conn.execute(dispatch_offers.insert().values(consultation_id=2, expert_id=expert, round=1, offered_ms=NOW,
                                                      outcome="accepted"))
-        capability.refresh(conn, NOW + 1)
+        assert capability.refresh(conn, NOW + 1) == 1
         row = conn.execute(sa.select(expert_capability)).mappings().one()
         assert (row["consultations_done"], row["median_response_s"], row["p90_response_s"]) == (2, 60.0, 90.0)
         assert row["computed_ms"] == NOW + 1
