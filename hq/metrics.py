@@ -224,8 +224,9 @@ def _float(value: Any) -> float | None:
 
 
 def compute(conn: sa.Connection, query: MetricsQuery, scope: Scope) -> Report:
-    """The figures per group, and for everything in the window: a counting statement and one for each
-    percentile family per grouping (the totals' counts are the groups' sums; their percentiles are not)."""
+    """The figures per group and for everything in the window: a counting statement and one per percentile
+    family, each one pass over the window's consultations (the total's counts are the groups' sums; its
+    percentiles are not, and take two more passes)."""
     base = _base(query, scope).subquery("base")
     rows = _counts(conn, base)
     _percentiles(conn, base, rows)
@@ -233,8 +234,7 @@ def compute(conn: sa.Connection, query: MetricsQuery, scope: Scope) -> Report:
         total = next(iter(rows.values()), Row("all", "all"))
     else:
         total = _sum(rows.values())
-        everything = {"all": total}
-        _percentiles(conn, _base(replace(query, by="none"), scope).subquery("base"), everything)
+        _percentiles(conn, _base(replace(query, by="none"), scope).subquery("base"), {"all": total})
     _label(conn, query.by, rows)
     return Report(query, sorted(rows.values(), key=lambda row: _order(query.by, row)), total)
 
@@ -261,11 +261,13 @@ def _counts(conn: sa.Connection, base: sa.Subquery) -> dict[Any, Row]:
 
 
 def _percentiles(conn: sa.Connection, base: sa.Subquery, rows: dict[Any, Row]) -> None:
+    """Each group's response and duration percentiles."""
     for value, prefix in (("response_s", "response"), ("duration_s", "duration")):
         for f in conn.execute(percentiles_by_group(base, ["key"], value, [50, 90])).mappings().all():
-            if f["key"] in rows:
-                setattr(rows[f["key"]], f"{prefix}_median_s", _float(f["p50"]))
-                setattr(rows[f["key"]], f"{prefix}_p90_s", _float(f["p90"]))
+            row = rows.get(f["key"])
+            if row is not None:
+                setattr(row, f"{prefix}_median_s", _float(f["p50"]))
+                setattr(row, f"{prefix}_p90_s", _float(f["p90"]))
 
 
 def _weighted(pairs: list[tuple[float | None, int]]) -> float | None:

@@ -33,24 +33,29 @@ def percentiles_by_group(source: sa.Subquery | sa.CTE, group_by: Sequence[str], 
                .group_by(*groups, v).subquery("counted"))
     keys = [counted.c[name] for name in group_by]
     partition = keys or None
+    # Both sums over one window ordering (the total as a frame over the whole partition): one sort, not two.
     # PostgreSQL sums bigints as numeric, and numeric / 2 is not integer division: cast back.
-    running = sa.select(*keys, counted.c.v,
-                        sa.cast(sa.func.sum(counted.c.c).over(partition_by=partition, order_by=counted.c.v),
-                                sa.BigInteger).label("cum"),
-                        sa.cast(sa.func.sum(counted.c.c).over(partition_by=partition), sa.BigInteger).label("n")
-                        ).subquery("running")
-    cum, n, rv = running.c.cum, running.c.n, running.c.v
+    cum = sa.func.sum(counted.c.c).over(partition_by=partition, order_by=counted.c.v)
+    total = sa.func.sum(counted.c.c).over(partition_by=partition, order_by=counted.c.v, rows=(None, None))
+    running = sa.select(*keys, counted.c.v, counted.c.c, sa.cast(cum, sa.BigInteger).label("cum"),
+                        sa.cast(total, sa.BigInteger).label("n")).subquery("running")
+    cum_c, n, rv, c = running.c.cum, running.c.n, running.c.v, running.c.c
+
+    def ranks(p: int) -> list[sa.ColumnElement[Any]]:
+        # (n+1)/2 and (n+2)/2 in integers: the middle rank twice (odd n) or the middle two (even n);
+        # otherwise ceil(p*n/100), the nearest rank.
+        return [(n + 1) // 2, (n + 2) // 2] if p == 50 else [(n * p + 99) // 100]
 
     def value_at(rank: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         # The rank-th smallest value: the first distinct value whose running count reaches the rank.
-        return sa.func.min(sa.case((cum >= rank, rv)))
+        return sa.func.min(sa.case((cum_c >= rank, rv)))
 
     columns: list[sa.Label[Any]] = []
     for p in percents:
-        if p == 50:
-            # (n+1)/2 and (n+2)/2 in integers: the middle rank twice (odd n) or the middle two (even n).
-            columns.append(((value_at((n + 1) // 2) + value_at((n + 2) // 2)) / 2.0).label("p50"))
-        else:
-            columns.append(value_at((n * p + 99) // 100).label(f"p{p}"))  # ceil(p*n/100)
+        at = [value_at(r) for r in ranks(p)]
+        columns.append(((at[0] + at[1]) / 2.0).label("p50") if p == 50 else at[0].label(f"p{p}"))
+    # Only the rows where the running count crosses a wanted rank matter: a few per group instead of every
+    # distinct value, so the grouping below sorts almost nothing.
+    crossing = sa.or_(*[sa.and_(cum_c - c < r, cum_c >= r) for p in percents for r in ranks(p)])
     names = [running.c[name] for name in group_by]
-    return sa.select(*names, *columns).group_by(*names)
+    return sa.select(*names, *columns).where(crossing).group_by(*names)
