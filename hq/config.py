@@ -184,6 +184,9 @@ class SchedulingSection:
             raise ValueError("proposal_days must be 1-60, proposals 1-50 and proposals_per_expert >= 1")
         if self.min_notice_s < 0:
             raise ValueError("min_notice_s must be >= 0")
+
+
+@dataclass(frozen=True)
 class ExpertsSection:
     capability_refresh_s: float = field(default=60.0, metadata=_doc(
         "How often every expert's capability figures (consultations done, response times, rating, advice "
