@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.dispatch",
-              "bench.records"]
+              "bench.revocation", "bench.records"]
 
 
 def main() -> int:

@@ -60,7 +60,12 @@ def main() -> int:
         print(f"  Console:  http://127.0.0.1:{port}/   (log in as {ADMIN} / {PASSWORD})")
         print(f"  API:      curl -H 'Authorization: Bearer {stack.admin_token}' http://127.0.0.1:{port}/api/v1/gateways")
         broker = stack.broker.port
-        print(f"  Broker:   mqtt://127.0.0.1:{broker}  (watch: mosquitto_sub -p {broker} -t 'clinic/#' -v)")
+        if stack.tls:
+            watch = stack.broker.issue_client("hq-observer", Path(workdir))
+            print(f"  Broker:   mqtts://127.0.0.1:{broker}  (mutual TLS; watch: mosquitto_sub -p {broker} "
+                  f"--cafile {watch.ca_file} --cert {watch.cert_file} --key {watch.key_file} -t 'clinic/#' -v)")
+        else:
+            print(f"  Broker:   mqtt://127.0.0.1:{broker}  (watch: mosquitto_sub -p {broker} -t 'clinic/#' -v)")
         print(f"  Logs:     {workdir}/")
         print()
         print("Press Ctrl-C to stop.", flush=True)

@@ -1,7 +1,8 @@
 """Command line of the gateway service: `python -m gateway --config gateway.toml [--check-config]`,
 `python -m gateway restore --config gateway.toml [--force]` to restore the outbox from its replica, and
 `python -m gateway replicate --config gateway.toml` to run Litestream outside the service ([replication] mode
-= "external", the clinic-gateway-litestream unit).
+= "external", the clinic-gateway-litestream unit), and `python -m gateway enrol --config gateway.toml
+--token-file FILE` to join the fleet.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import app
+from gateway import app, enrolment, remote_config
 from gateway.config import GatewayConfig
 from gateway.outbox import OutboxError, skip_seqs_after_restore
 from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
@@ -30,7 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m gateway", description="Clinic edge gateway service.",
         epilog="python -m gateway restore --config PATH [--force] restores the outbox from its Litestream "
                "replica (see python -m gateway restore -h); python -m gateway replicate --config PATH runs "
-               "Litestream for the outbox in a process of its own (see python -m gateway replicate -h).")
+               "Litestream for the outbox in a process of its own (see python -m gateway replicate -h); python -m "
+               "gateway enrol --config PATH --token-file FILE enrols the gateway with HQ (see python -m gateway "
+               "enrol -h).")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="TOML configuration file (default: %(default)s)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -66,19 +69,60 @@ def parse_replicate_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_config(path: Path) -> GatewayConfig | None:
+def parse_enrol_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway enrol",
+        description="Join the fleet: make this gateway's key (it never leaves the gateway), send HQ "
+                    "([enrolment] hq_url) a certificate request with the one-time token, and store the "
+                    "certificate and CA at [mqtt] cert_file and ca_file (the key at key_file, mode 0600). "
+                    "Does nothing and exits 0 when a valid certificate for this gateway is already there.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="the gateway's TOML configuration file (default: %(default)s)")
+    p.add_argument("--token-file", type=Path, required=True,
+                   help="file holding the enrolment token a coordinator created at HQ")
+    p.add_argument("--renew", action="store_true",
+                   help="enrol even though the current certificate is still valid (renewal before it expires; "
+                        "HQ then revokes the old certificate as superseded)")
+    return p.parse_args(argv)
+
+
+def load_config(path: Path, *, check_files: bool = True) -> GatewayConfig | None:
     """The validated configuration, or None after printing why it is not usable."""
     try:
         config = load(path, GatewayConfig)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return None
+    if not check_files:
+        return config
     for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files())):
         missing = [p for p in files if not p.is_file()]
         if missing:
-            print(f"gateway: {path}: file {missing[0]} (named in [{section}]) does not exist", file=sys.stderr)
+            hint = ""
+            if missing[0] in (config.mqtt.cert_file, config.mqtt.key_file, config.mqtt.ca_file):
+                hint = f"; enrol this gateway first: clinic-gateway enrol --config {path} --token-file FILE"
+            print(f"gateway: {path}: file {missing[0]} (named in [{section}]) does not exist{hint}", file=sys.stderr)
             return None
     return config
+
+
+def enrol_main(argv: list[str]) -> int:
+    args = parse_enrol_args(argv)
+    config = load_config(args.config, check_files=False)
+    if config is None:
+        return 2
+    try:
+        done = enrolment.enrol(config, enrolment.read_token(args.token_file), renew=args.renew)
+    except enrolment.EnrolmentFailed as exc:
+        print(f"gateway: enrol: {exc}", file=sys.stderr)
+        return 1
+    if done.already:
+        print(f"gateway {done.gateway_id} is already enrolled (certificate {done.serial} valid until "
+              f"{done.not_after:%Y-%m-%d %H:%M} UTC): nothing to do")
+    else:
+        print(f"gateway {done.gateway_id} enrolled: certificate {done.serial} valid until "
+              f"{done.not_after:%Y-%m-%d %H:%M} UTC, stored in {config.mqtt.cert_file}")
+    return 0
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -89,8 +133,8 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _serve(config: GatewayConfig) -> None:
-    await app.run(config, _stop_on_signals(), Notifier.from_environment())
+async def _serve(loaded: remote_config.Loaded) -> None:
+    await app.run(loaded.config, _stop_on_signals(), Notifier.from_environment(), loaded)
 
 
 async def _replicate(config: GatewayConfig) -> None:
@@ -147,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return restore_main(argv[1:])
     if argv[:1] == ["replicate"]:
         return replicate_main(argv[1:])
+    if argv[:1] == ["enrol"]:
+        return enrol_main(argv[1:])
     args = parse_args(argv)
     if args.config_reference:
         print(markdown_reference(GatewayConfig), end="")
@@ -160,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: configuration is valid")
         return 0
     try:
-        asyncio.run(_serve(config))
+        # The TOML file was valid just now; with the HQ-managed settings persisted in the data directory over it.
+        loaded = remote_config.load(args.config)
+        asyncio.run(_serve(loaded))
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
     except (OutboxError, ReplicationError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
+from gateway.certificate_watch import CertificateWatch
 from gateway.checkin_form import RESULT_NOTICE
 from gateway.config import GatewayConfig
 from gateway.consultations import ClinicConsultations
@@ -22,6 +23,7 @@ from gateway.local_api import LocalApi
 from gateway.local_ui.checkin import CheckinDesk
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
+from gateway.remote_config import NOTICE_KIND, Loaded, RemoteConfig
 from gateway.replication import ReplicationMode, Replicator
 from gateway.sdnotify import Health, Notifier, feed_watchdog, tasks_ended, watchdog_interval_s
 from gateway.uplink import Uplink
@@ -52,6 +54,22 @@ class Gateway:
     local_api: LocalApi | None = None
     replicator: Replicator | None = None  # Litestream, when [replication] is enabled in 'child' mode
     checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
+    certificate: CertificateWatch | None = None  # the gateway's own TLS certificate, when [mqtt] has one
+    remote: RemoteConfig | None = None  # HQ-managed settings (None: a gateway run without them, e.g. in a test)
+
+    @property
+    def config_version(self) -> int:
+        return self.remote.version if self.remote is not None else 0
+
+    def apply_settings(self, config: GatewayConfig) -> None:
+        """Put a new configuration's HQ-managed settings into effect while running (see gateway.managed_settings)."""
+        self.config = config
+        self.uplink.heartbeat_s = config.status.heartbeat_s
+        self.uplink.live_window_s = config.outbox.live_window_s
+        silent_after = {d.device_id: d.silent_after_s for d in config.serial}
+        for source in self.serial_sources:
+            source.silent_after_s = silent_after.get(source.session.health.device_id, source.silent_after_s)
+        self.uplink.status_changed()  # HQ learns the new version now, not at the next heartbeat
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -67,10 +85,13 @@ class Gateway:
                 for h in self.devices.values()
             ],
             drain_rate_per_s=self.uplink.drain_rate_per_s() if state is wire.GatewayState.ONLINE else None,
+            config_version=self.config_version,
         )
 
 
-def build(config: GatewayConfig) -> Gateway:
+def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
+    """`loaded`: how the configuration was loaded (`gateway.remote_config.load`); with it, the gateway takes
+    HQ-managed settings from HQ."""
     g = config.gateway
     outbox = Outbox(config.outbox_path, g.id, quota_bytes=config.outbox.quota_bytes,
                     retain_sent_ms=int(config.outbox.retain_sent_h * 3600 * 1000))
@@ -91,6 +112,9 @@ def build(config: GatewayConfig) -> Gateway:
     gw.checkin = CheckinDesk(outbox, gw.devices)
     inbox.register(RESULT_NOTICE, gw.checkin.on_result)
     store = readings.recording(outbox.append)  # the staff screen attaches current vitals to an emergency
+    if loaded is not None:
+        gw.remote = RemoteConfig(loaded, gw.apply_settings)
+        inbox.register(NOTICE_KIND, gw.remote.handle)
     uplink.set_status_source(gw.status)
     notices = wire.notice_topic(g.id)
 
@@ -121,6 +145,8 @@ def build(config: GatewayConfig) -> Gateway:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
     if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
         gw.replicator = Replicator(config.outbox_path, config.replication)
+    if config.mqtt.cert_file is not None:
+        gw.certificate = CertificateWatch(config.mqtt.cert_file, config.enrolment.renew_warning_days)
     return gw
 
 
@@ -135,13 +161,20 @@ def _health(gw: Gateway, tasks: dict[str, asyncio.Task[None]]) -> Health:
     return Health(True, "offline: HQ's broker unreachable, readings are buffered in the outbox")
 
 
-async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None) -> None:
+async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier: Notifier | None = None,
+              loaded: Loaded | None = None) -> None:
     """Run the gateway until `stop` is set (or the task is cancelled); shuts down cleanly.
 
     Under systemd (`notifier`), READY is sent once the outbox is open, the capture and uplink tasks run
-    and the MLLP listeners are bound; the watchdog is fed only while those tasks are alive.
+    and the MLLP listeners are bound; the watchdog is fed only while those tasks are alive. `loaded`: how the
+    configuration was loaded; with it the gateway takes HQ-managed settings from HQ.
     """
-    gw = build(config)
+    gw = build(config, loaded)
+    if loaded is not None and loaded.problem is not None:
+        log.warning("HQ-managed settings not used, running on the TOML file alone (HQ sees version 0): %s",
+                    loaded.problem)
+    elif loaded is not None and loaded.managed is not None:
+        log.info("HQ-managed settings v%d in effect", loaded.managed.version)
     notifier = notifier or Notifier(None)
     await gw.outbox.open()
     await gw.consultations.open()
@@ -150,6 +183,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier
     log.info("gateway %s (clinic %s) started; outbox %s holds %d entries, next seq %d",
              config.gateway.id, config.gateway.clinic_id, config.outbox_path, gw.outbox.count(),
              gw.outbox.next_seq)
+    if gw.certificate is not None and (warning := gw.certificate.warning()) is not None:
+        log.warning("%s", warning)
     stop = stop or asyncio.Event()
     try:
         if gw.replicator is not None:

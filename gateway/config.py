@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.managed_settings import check_heartbeat_s, check_live_window_s, check_silent_after_s
 from gateway.mqttlink import BrokerSection
 from gateway.replication import ReplicationSection
 from gateway.wire import valid_gateway_id
@@ -65,7 +66,8 @@ class OutboxSection:
         "backlog, live vitals) are dropped and an explicit gap is sent to HQ; alarms and consultation "
         "events are never dropped. A week of 16 monitors (~200 readings/s) needs about 4 GiB."))
     live_window_s: float = field(default=60.0, metadata=_doc(
-        "Vitals not sent within this time move to the backlog lane: after an outage, fresh vitals go first."))
+        "Vitals not sent within this time move to the backlog lane: after an outage, fresh vitals go first "
+        "(at least 5; HQ may manage it)."))
     retain_sent_h: float = field(default=24.0, metadata=_doc(
         "Hours an entry HQ has confirmed is kept, so HQ can ask for a replay after restoring its database "
         "from a backup. Kept entries count against quota_bytes and are the first to go when it is reached; "
@@ -80,8 +82,7 @@ class OutboxSection:
             raise ValueError("ack_timeout_s must be positive")
         if self.quota_bytes < 64 * 1024:
             raise ValueError(f"quota_bytes {self.quota_bytes} must be at least 65536 (64 KiB)")
-        if self.live_window_s < 5:
-            raise ValueError(f"live_window_s {self.live_window_s} must be at least 5")
+        check_live_window_s(self.live_window_s)
         if not 0 <= self.retain_sent_h <= 24 * 31:
             raise ValueError(f"retain_sent_h {self.retain_sent_h} must be 0-744 (31 days)")
 
@@ -89,13 +90,37 @@ class OutboxSection:
 @dataclass(frozen=True)
 class StatusSection:
     heartbeat_s: float = field(default=10.0, metadata=_doc(
-        "How often the gateway publishes its status (backlog, devices) to HQ."))
+        "How often the gateway publishes its status (backlog, devices) to HQ (1-3600; HQ may manage it)."))
+
+    def __post_init__(self) -> None:
+        check_heartbeat_s(self.heartbeat_s)
 
 
 @dataclass(frozen=True)
 class HttpSection:
     host: str = field(default="127.0.0.1", metadata=_doc("Address of the local API (/healthz, /metrics)."))
     port: int = field(default=8081, metadata=_doc("Port of the local API; 0 disables it."))
+
+
+@dataclass(frozen=True)
+class EnrolmentSection:
+    hq_url: str | None = field(default=None, metadata=_doc(
+        "HQ's address for `clinic-gateway enrol`, e.g. 'https://hq.example.org': the one-time token travels to it, "
+        "so use HTTPS outside a test bench."))
+    ca_file: Path | None = field(default=None, metadata=_doc(
+        "CA bundle to verify hq_url's HTTPS certificate; unset: the system's trusted CAs."))
+    timeout_s: float = field(default=30.0, metadata=_doc("How long `enrol` waits for HQ's answer."))
+    renew_warning_days: float = field(default=30.0, metadata=_doc(
+        "Status, /healthz and /metrics warn when the certificate in mqtt.cert_file expires within this many days "
+        "(renew: `clinic-gateway enrol --renew` with a new token)."))
+
+    def __post_init__(self) -> None:
+        if self.hq_url is not None and not self.hq_url.startswith(("https://", "http://")):
+            raise ValueError(f"hq_url {self.hq_url!r} must start with https:// (or http:// on a test bench)")
+        if not 0 < self.timeout_s <= 600:
+            raise ValueError(f"timeout_s {self.timeout_s} must be more than 0 and at most 600")
+        if not 0 <= self.renew_warning_days <= 365:
+            raise ValueError(f"renew_warning_days {self.renew_warning_days} must be 0-365")
 
 
 @dataclass(frozen=True)
@@ -107,7 +132,7 @@ class SerialDevice:
     timezone: str | None = field(default=None, metadata=_doc(
         "Time zone of this device's clock; default gateway.timezone."))
     silent_after_s: float = field(default=15.0, metadata=_doc(
-        "Report the device silent after this long without a byte."))
+        "Report the device silent after this long without a byte (at most a day; HQ may manage it)."))
     send_acks: bool = field(default=False, metadata=_doc("Write HL7 ACKs back to the device."))
     patient_id: str | None = field(default=None, metadata=_doc(
         "Patient linked to this device (bedside assignment), used when the device's data names none."))
@@ -115,8 +140,7 @@ class SerialDevice:
     def __post_init__(self) -> None:
         if self.timezone is not None:
             check_zone(self.timezone)
-        if self.silent_after_s <= 0:
-            raise ValueError("silent_after_s must be positive")
+        check_silent_after_s(self.silent_after_s)
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,7 @@ class GatewayConfig:
     status: StatusSection = field(default_factory=StatusSection)
     http: HttpSection = field(default_factory=HttpSection)
     replication: ReplicationSection = field(default_factory=ReplicationSection)
+    enrolment: EnrolmentSection = field(default_factory=EnrolmentSection)
     serial: list[SerialDevice] = field(default_factory=list, metadata=_doc("[[serial]] devices."))
     tcp: list[TcpListener] = field(default_factory=list, metadata=_doc("[[tcp]] MLLP listeners."))
 

@@ -50,6 +50,8 @@ class LocalApi:
         replicator = self.gateway.replicator
         if replicator is not None and not replicator.running:
             problems.append("replication (litestream) is not running: the outbox has no fresh off-box copy")
+        if self.gateway.certificate is not None and (warning := self.gateway.certificate.warning()) is not None:
+            problems.append(warning)
         body = {"status": "ok" if not problems else "degraded", "problems": problems}
         # Buffering while HQ is away is normal operation: only a dead outbox would be a 503.
         return web.json_response(body, status=200)
@@ -78,10 +80,28 @@ class LocalApi:
             "replication": {"enabled": self.gateway.config.replication.enabled,
                             "mode": str(self.gateway.config.replication.mode)} if self.gateway.replicator is None
                            else {"enabled": True, "mode": "child", **self.gateway.replicator.state()},
+            "certificate": self._certificate_json(),
+            "config": self._config_json(),
             "uplink": {"batches_sent": self.gateway.uplink.stats.batches_sent,
                        "records_sent": self.gateway.uplink.stats.records_sent,
                        "records_acked": self.gateway.uplink.stats.records_acked},
         }), content_type="application/json")
+
+    def _config_json(self) -> dict[str, object]:
+        remote = self.gateway.remote
+        current = remote.current if remote is not None else None
+        return {"version": self.gateway.config_version, "managed_by_hq": remote is not None,
+                "applied_ms": current.applied_ms if current else None,
+                "settings": current.settings.to_json() if current else {}}
+
+    def _certificate_json(self) -> dict[str, object] | None:
+        watch = self.gateway.certificate
+        if watch is None:
+            return None
+        state = watch.state()
+        return {"file": str(state.path), "subject": state.subject, "serial": state.serial,
+                "not_after_ms": int(state.not_after.timestamp() * 1000) if state.not_after else None,
+                "error": state.error, "warning": watch.warning()}
 
     async def notices(self, request: web.Request) -> web.Response:
         """What HQ sent this clinic (confirmations, reminders, consultation updates, ...), newest first."""
@@ -152,5 +172,18 @@ class LocalApi:
                               "Errors litestream logged (e.g. the replica unreachable; it retries).",
                               gw.replicator.errors_total),
             ]
+        metrics.append(Family.single("gateway_config_version", "gauge",
+                                     "Version of the HQ-managed settings in effect (0: the TOML file alone).",
+                                     gw.config_version))
+        if gw.certificate is not None:
+            state = gw.certificate.state()
+            if state.not_after is not None:
+                metrics.append(Family.single(
+                    "gateway_certificate_expiry_timestamp_seconds", "gauge",
+                    "When the gateway's TLS certificate expires (Unix time).", state.not_after.timestamp()))
+            metrics.append(Family.single(
+                "gateway_certificate_renewal_due", "gauge",
+                "1 when the certificate expires within enrolment.renew_warning_days (or is unreadable).",
+                1 if gw.certificate.warning() is not None else 0))
         return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

@@ -41,6 +41,12 @@ def loads(text: str, schema: type[T], source: str = "<config>") -> T:
     return _build(schema, data, (), source, lines)
 
 
+def build(data: dict[str, Any], schema: type[T], source: str) -> T:
+    """A configuration from already parsed data (e.g. a TOML file with values from elsewhere laid over it);
+    errors name `source` and the key, without line numbers."""
+    return _build(schema, data, (), source, _KeyLines(""))
+
+
 def field_docs(schema: type[Any], prefix: str = "") -> list[tuple[str, str, Any, str]]:
     """(key, type, default, doc) for every setting, depth first: the configuration reference."""
     out: list[tuple[str, str, Any, str]] = []

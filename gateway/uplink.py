@@ -171,9 +171,9 @@ class Uplink:
     async def _demote_loop(self) -> None:
         """Vitals older than the live window become backlog: after an outage, what is happening now
         reaches HQ before what happened hours ago."""
-        interval = max(1.0, self.live_window_s / 12)
         while True:
-            await asyncio.sleep(interval)
+            # Read each time: HQ may change the live window while the gateway runs.
+            await asyncio.sleep(max(1.0, self.live_window_s / 12))
             cutoff = clock_ms() - int(self.live_window_s * 1000)
             # Only vitals above everything read from the backlog lane: an entry landing behind its
             # read position would wait there until the next reconnect.

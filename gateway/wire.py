@@ -395,6 +395,7 @@ class Status:
     backlog: dict[Lane, LaneBacklog] = field(default_factory=dict)
     devices: list[DeviceStatus] = field(default_factory=list)
     drain_rate_per_s: float | None = None  # entries HQ confirmed per second, recent average
+    config_version: int = 0  # version of the HQ-managed settings in effect (0: the local TOML file alone)
 
     @property
     def backlog_total(self) -> int:
@@ -414,6 +415,8 @@ def encode_status(status: Status) -> bytes:
     }
     if status.drain_rate_per_s is not None:
         doc["drain"] = round(status.drain_rate_per_s, 1)
+    if status.config_version:
+        doc["config"] = status.config_version
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -452,9 +455,12 @@ def decode_status(payload: bytes) -> Status:
     if drain is not None and (isinstance(drain, bool) or not isinstance(drain, int | float) or drain < 0
                               or not math.isfinite(drain)):
         raise WireError(f"status field 'drain' = {drain!r}; expected a non-negative number (entries/s)")
+    config_version = doc.get("config", 0)
+    if not _is_int(config_version) or config_version < 0:
+        raise WireError(f"status field 'config' = {config_version!r}; expected the settings version (an integer >= 0)")
     return Status(state, _field(doc, "clinic", str), _field(doc, "time_ms", int),
                   software if isinstance(software, str) else "", started if _is_int(started) else None,
-                  backlog, devices, None if drain is None else float(drain))
+                  backlog, devices, None if drain is None else float(drain), config_version)
 
 
 def _is_int(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """`python -m hq serve --config PATH [--check-config]` (console script `clinic-hq`): run or validate HQ;
 `python -m hq restore --config PATH [--force]`: restore its SQLite database from the Litestream replica;
-`python -m hq replicate --config PATH`: run Litestream outside HQ ([replication] mode = "external").
+`python -m hq replicate --config PATH`: run Litestream outside HQ ([replication] mode = "external");
+`python -m hq ca init|issue|crl --config PATH`: the fleet's certificate authority.
 
 Configuration errors print one line on stderr and exit with status 2; SIGINT/SIGTERM stop HQ cleanly.
 """
@@ -12,16 +13,18 @@ import asyncio
 import logging
 import signal
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 from aiohttp import web
 
 from gateway import tomlconfig
+from gateway.atomic_file import write_atomically
 from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
 from gateway.sdnotify import Health, Notifier, feed_watchdog, watchdog_interval_s
-from hq import accounts, audit, db
+from gateway.wire import valid_gateway_id
+from hq import accounts, audit, ca, db, revocation
 from hq.app import StartupError, create_app
 from hq.appkeys import FATAL, INGEST, LINK
 from hq.config import HqConfig
@@ -52,6 +55,23 @@ def _parser() -> argparse.ArgumentParser:
                               "instead of the latest copy")
     restore.add_argument("--force", action="store_true",
                          help="replace an existing database file (without it, an existing database is never touched)")
+    ca_parser = sub.add_parser("ca", help="the fleet's certificate authority ([ca] in the configuration)")
+    ca_sub = ca_parser.add_subparsers(dest="ca_command", required=True)
+    init = ca_sub.add_parser("init", help="create the CA (key 0600, certificate) and an empty revocation list")
+    init.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    issue = ca_sub.add_parser(
+        "issue", help="issue a key and certificate for the broker (with --server-name) or an HQ worker's MQTT client",
+        description="Writes NAME.key (0600), NAME.pem and ca.pem into --out-dir. Without --server-name: a TLS client "
+                    "identity for an HQ worker, whose NAME must start with 'hq-' and be its [mqtt] client_id's "
+                    "broker username. With --server-name (repeatable): the broker's TLS server certificate.")
+    issue.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
+    issue.add_argument("--name", required=True, help="the certificate's CN, e.g. hq-1 or broker.example.org")
+    issue.add_argument("--server-name", action="append", default=[], metavar="HOST",
+                       help="a DNS name or IP address clients use to reach the broker")
+    issue.add_argument("--out-dir", type=Path, required=True, help="where to write the files")
+    issue.add_argument("--days", type=int, default=None, help="validity (default: ca.certificate_days)")
+    crl = ca_sub.add_parser("crl", help="write the revocation list afresh from the database (e.g. after a restore)")
+    crl.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
     migrate = sub.add_parser("migrate", help="bring the database schema up to date (HQ also does it at every start)")
     migrate.add_argument("--config", type=Path, required=True, help="the HQ TOML configuration file")
     user = sub.add_parser("user", help="console accounts: add, deactivate, list")
@@ -93,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     except tomlconfig.ConfigError as exc:
         print(f"clinic-hq: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "ca":  # before the secrets check: `ca issue` makes the [mqtt] certificate it names
+        return ca_command(config, args)
     for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files()]:
         if secret is not None and not secret.is_file():
             print(f"clinic-hq: {args.config}: secret file {secret} does not exist", file=sys.stderr)
@@ -191,6 +213,52 @@ def restore_database(config: HqConfig, *, force: bool = False, timestamp: dateti
     return 0
 
 
+def ca_command(config: HqConfig, args: argparse.Namespace) -> int:
+    """`ca init | issue | crl`; errors are one line on stderr and exit status 1."""
+    section = config.ca
+    files = ca.CaFiles(section.dir, section.crl_path)
+    now = datetime.now(UTC)
+    try:
+        if args.ca_command == "init":
+            authority = files.create(section.name, now=now, validity_days=section.ca_days)
+            files.write_crl(ca.build_crl(authority, [], last_update=ca.crl_last_update(None, now),
+                                         next_update=now + timedelta(days=section.crl_days)))
+            print(f"CA {authority.name!r} created: {files.key_path} (0600), {files.cert_path}; revocation list "
+                  f"{files.crl_path}")
+            return 0
+        if args.ca_command == "issue":
+            return _issue(files, section.certificate_days if args.days is None else args.days, args, now)
+        engine = db.create_engine_for(db.database_url(config.database.url, config.database.password_file))
+        try:
+            db.create_schema(engine)
+            crl = revocation.publish_crl(engine, files, files.load(), now=now, crl_days=section.crl_days)
+        finally:
+            engine.dispose()
+        print(f"revocation list {files.crl_path} written: {len(list(crl))} revoked certificate(s); reload the broker")
+        return 0
+    except (ca.CaError, OSError, sa.exc.SQLAlchemyError) as exc:
+        print(f"clinic-hq: ca {args.ca_command}: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
+
+
+def _issue(files: ca.CaFiles, days: int, args: argparse.Namespace, now: datetime) -> int:
+    name, servers = args.name, args.server_name
+    if not servers and not (name.startswith(ca.HQ_IDENTITY_PREFIX) and valid_gateway_id(name)):
+        print(f"clinic-hq: ca issue: an HQ client identity's name must start with {ca.HQ_IDENTITY_PREFIX!r} "
+              f"(letters, digits, '-', '_', '.'), got {name!r}; a broker certificate needs --server-name",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if not 1 <= days <= 825:
+        print(f"clinic-hq: ca issue: --days {days} must be 1-825", file=sys.stderr)
+        return EXIT_CONFIG
+    authority = files.load()
+    key, cert = ca.issue_identity(authority, name, now=now, validity_days=days, server_names=servers)
+    key_path, cert_path = ca.write_identity(args.out_dir, name, key, cert)
+    write_atomically(args.out_dir / "ca.pem", ca.certificate_pem(authority.certificate))
+    kind = f"TLS server certificate for {', '.join(servers)}" if servers else "TLS client identity"
+    print(f"{kind} {name!r}: {key_path} (0600), {cert_path}, CA {args.out_dir / 'ca.pem'}; valid until "
+          f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    return 0
 def admin_command(config: HqConfig, args: argparse.Namespace) -> int:
     """`migrate`, `user`, `token`, `audit verify`: one-shot work on the database, errors as one line."""
     engine = db.create_engine_for(db.database_url(config.database.url, config.database.password_file))

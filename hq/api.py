@@ -13,12 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from hq import audit, queries
+from hq import audit, enrolment, gateway_settings, queries
 from hq.appkeys import ENGINE, OPENAPI_PATHS
 from hq.auth import OPERATIONS, clinic_scope, require
 from hq.openapi import openapi_document
 from hq.query_params import ParamError, parse_observation_query
-from hq.representations import clinic_json, gateway_json, observation_json
+from hq.representations import clinic_json, gateway_json, identity_json, observation_json
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,15 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 async def get_gateways(request: web.Request) -> web.Response:
     actor = await require(request, *OPERATIONS)
     clinic_id = clinic_scope(request, actor, request.query.get("clinic_id"))
-    rows = await asyncio.to_thread(queries.list_gateways, request.app[ENGINE], clinic_id)
-    return web.json_response({"gateways": [gateway_json(r) for r in rows]})
+    gateways = await asyncio.to_thread(fleet_view, request.app[ENGINE], clinic_id)
+    return web.json_response({"gateways": gateways})
+
+
+def fleet_view(engine: sa.Engine, clinic_id: str | None = None) -> list[dict[str, Any]]:
+    """Every gateway (of the clinic) with its status, certificate and HQ-managed settings."""
+    rows = queries.list_gateways(engine, clinic_id)
+    identities, configs = enrolment.identities(engine), gateway_settings.states(engine)
+    return [{**gateway_json(r), **identity_json(r, identities.get(r["id"]), configs.get(r["id"]))} for r in rows]
 
 
 @routes.get("/api/v1/clinics")

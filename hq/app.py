@@ -10,19 +10,59 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
+import time
 import weakref
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from aiohttp import WSCloseCode, web
 
-from gateway.mqttlink import MqttLink
+from gateway.mqttlink import Message, MqttLink
 from gateway.replication import ReplicationError, ReplicationMode, Replicator
-from hq import api, auth, checkin_events, db, observability, observation_rollup, openapi, replay
-from hq.appkeys import CONFIG, DOWNLINK, ENGINE, EVENTS, FATAL, HUB, INGEST, LINK, OPENAPI_PATHS, RECEIPTS, SOCKETS
+from hq import (
+    api,
+    auth,
+    ca,
+    checkin_events,
+    db,
+    fleet_admin_api,
+    gateway_settings,
+    observability,
+    observation_rollup,
+    openapi,
+    replay,
+    revocation,
+)
+from hq.appkeys import (
+    CA_FILES,
+    CONFIG,
+    DOWNLINK,
+    ENFORCER,
+    ENGINE,
+    EVENTS,
+    FATAL,
+    HUB,
+    INGEST,
+    LINK,
+    OPENAPI_PATHS,
+    RECEIPTS,
+    SOCKETS,
+)
+from hq.broker_control import DynsecControl, RevocationEnforcer
 from hq.config import HqConfig
-from hq.console import admin, consultations, pages, patient_imaging, patient_merges, patients, websocket
+from hq.console import (
+    admin,
+    consultations,
+    gateway_admin,
+    pages,
+    patient_imaging,
+    patient_merges,
+    patients,
+    websocket,
+)
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
@@ -33,6 +73,9 @@ from hq.ingest import Ingest
 from hq.live import LiveHub
 
 log = logging.getLogger(__name__)
+
+REVOKED_REFRESH_S = 10.0
+CRL_CHECK_INTERVAL_S = 3600.0
 
 
 class StartupError(Exception):
@@ -49,19 +92,23 @@ def create_app(config: HqConfig) -> web.Application:
     app[RECEIPTS].register(app[EVENTS])
     ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
     checkin_events.register(app[EVENTS])
+    app[RECEIPTS].on_receipt(gateway_settings.NOTICE_KIND, gateway_settings.on_receipt)
+    app[CA_FILES] = ca.CaFiles(config.ca.dir, config.ca.crl_path)
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
+    app.add_routes(fleet_admin_api.routes)
+    app.add_routes(gateway_admin.routes)
     app.add_routes(patients.routes)
     app.add_routes(patient_imaging.routes)
     app.add_routes(patient_merges.routes)
     app.add_routes(fhir_patient.routes)
     app.add_routes(fhir_observation.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
-                          **consultations.OPENAPI_PATHS, **patients.OPENAPI_PATHS, **patient_imaging.OPENAPI_PATHS,
-                          **patient_merges.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
-                          **fhir_observation.OPENAPI_PATHS}
+                          **consultations.OPENAPI_PATHS, **fleet_admin_api.OPENAPI_PATHS, **patients.OPENAPI_PATHS,
+                          **patient_imaging.OPENAPI_PATHS, **patient_merges.OPENAPI_PATHS,
+                          **fhir_patient.OPENAPI_PATHS, **fhir_observation.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -121,17 +168,35 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     link = MqttLink(config.mqtt.link_settings(config.mqtt.client_id))
     downlink = Downlink(app[ENGINE], link)
     ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest, events=app[EVENTS], on_gateway_online=downlink.wake)
-    link.set_handlers(subscriptions=ingest.subscriptions, on_message=ingest.on_message)
+    ingest.refused_gateways.update(await asyncio.to_thread(revocation.all_revoked, app[ENGINE]))
+    subscriptions = list(ingest.subscriptions)
+    on_message = ingest.on_message
+    on_connect = None
+    enforcer: RevocationEnforcer | None = None
+    if config.mqtt.dynamic_security:
+        control = DynsecControl(link)
+        enforcer = app[ENFORCER] = RevocationEnforcer(app[ENGINE], control)
+        subscriptions += control.subscriptions
+        on_connect = enforcer.on_connect
+
+        def on_message(message: Message) -> None:
+            if not control.on_message(message):
+                ingest.on_message(message)
+
+    link.set_handlers(subscriptions=subscriptions, on_message=on_message, on_connect=on_connect)
     app[LINK] = link
     app[INGEST] = ingest
     app[DOWNLINK] = downlink
     tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest"),
              asyncio.create_task(downlink.run(), name="hq-downlink")]
+    if enforcer is not None:
+        tasks.append(asyncio.create_task(enforcer.run(), name="hq-revocations"))
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     app[FATAL] = fatal
     for task in tasks:
         task.add_done_callback(functools.partial(_report_crash, fatal))
     tasks.append(asyncio.create_task(_request_replays(app[ENGINE], link), name="hq-replay"))
+    tasks.append(asyncio.create_task(_keep_revocations(app), name="hq-crl"))
     yield
     await link.close()
     for task in tasks:
@@ -158,6 +223,33 @@ async def _request_replays(engine: sa.Engine, link: MqttLink) -> None:
     except sa.exc.SQLAlchemyError as exc:
         # Not fatal: the restore mark stays in the database, and the next start asks again.
         log.error("cannot ask the gateways to replay after the restore: %s", exc)
+
+
+async def _keep_revocations(app: web.Application) -> None:
+    """Every few seconds, the revoked gateways other HQ workers recorded; once an hour, whether the CRL needs
+    writing afresh (before it expires, or if it is missing)."""
+    engine, files, section = app[ENGINE], app[CA_FILES], app[CONFIG].ca
+    ingest = app[INGEST]
+    last_crl_check = -math.inf
+    while True:
+        try:
+            ingest.refused_gateways.update(await asyncio.to_thread(revocation.all_revoked, engine))
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("cannot read the revoked gateways: %s", exc)
+        if time.monotonic() - last_crl_check > CRL_CHECK_INTERVAL_S:
+            last_crl_check = time.monotonic()
+            try:
+                await asyncio.to_thread(_refresh_crl, engine, files, section.crl_days)
+            except (ca.CaError, OSError, sa.exc.SQLAlchemyError) as exc:
+                log.error("cannot renew the revocation list %s: %s", files.crl_path, exc)
+        await asyncio.sleep(REVOKED_REFRESH_S)
+
+
+def _refresh_crl(engine: sa.Engine, files: ca.CaFiles, crl_days: int) -> None:
+    now = datetime.now(UTC)
+    if files.exists() and revocation.crl_due(files.read_crl(), now=now, crl_days=crl_days):
+        revocation.publish_crl(engine, files, files.load(), now=now, crl_days=crl_days)
+        log.info("revocation list %s written", files.crl_path)
 
 
 def _report_crash(fatal: asyncio.Future[str], task: asyncio.Task[None]) -> None:

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from gateway.mqttlink import MqttLink
+from hq.broker_control import RevocationEnforcer
+from hq.ca import CaFiles
 from hq.config import HqConfig
 from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
@@ -24,6 +26,9 @@ ENGINE = web.AppKey("engine", sa.Engine)
 LINK = web.AppKey("link", MqttLink)
 HUB = web.AppKey("hub", LiveHub)
 INGEST = web.AppKey("ingest", Ingest)
+CA_FILES = web.AppKey("ca_files", CaFiles)
+# Only when [mqtt] dynamic_security is on: what has the broker drop and deny revoked gateways.
+ENFORCER = web.AppKey("enforcer", RevocationEnforcer)
 # Handlers of gateway events and of notice receipts: domain modules register theirs in `create_app`.
 EVENTS = web.AppKey("events", GatewayEvents)
 RECEIPTS = web.AppKey("receipts", Receipts)

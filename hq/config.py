@@ -38,6 +38,10 @@ class DatabaseSection:
 class MqttSection(BrokerSection):
     client_id: str = field(default="hq-1", metadata=_doc(
         "MQTT client id of this HQ worker; unique per worker (workers share the data subscription)."))
+    dynamic_security: bool = field(default=False, metadata=_doc(
+        "Have the broker's dynamic-security plugin drop and deny a revoked gateway at once (commands on "
+        "$CONTROL/dynamic-security/v1; the broker set up as in docs/broker.md). Off: a revoked gateway is refused "
+        "only at its next TLS handshake after the broker reloads the CRL."))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,6 +95,49 @@ class ConsoleSection:
     def __post_init__(self) -> None:
         if self.recent_patients_s < 1 or self.trend_window_s < 1 or self.ws_queue_max < 1:
             raise ValueError("recent_patients_s, trend_window_s and ws_queue_max must be >= 1")
+
+
+@dataclass(frozen=True)
+class CaSection:
+    dir: Path = field(default=Path("/var/lib/clinic-hq/ca"), metadata=_doc(
+        "HQ's certificate authority for the fleet: ca.key (mode 0600), ca.pem and crl.pem. Made by "
+        "`python -m hq ca init`, or at the first enrolment if missing."))
+    name: str = field(default="Clinic HQ fleet CA", metadata=_doc("Common name of the CA, when it is made."))
+    ca_days: int = field(default=3650, metadata=_doc("Validity of the CA certificate, when it is made."))
+    certificate_days: int = field(default=365, metadata=_doc(
+        "Validity of a gateway's certificate. Gateways warn ahead of expiry; a gateway renews by enrolling again "
+        "with a new token, which revokes its old certificate as superseded."))
+    crl_file: Path | None = field(default=None, metadata=_doc(
+        "Where HQ writes the revocation list the broker reads (its crlfile); default <dir>/crl.pem. Rewritten at "
+        "every revocation: the broker must be reloaded (SIGHUP) when it changes, see docs/broker.md."))
+    crl_days: int = field(default=365, metadata=_doc(
+        "Validity (nextUpdate) of the revocation list; HQ writes a fresh one when half of it has passed. The "
+        "broker refuses every client once the list it holds has expired."))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.certificate_days <= 825:
+            raise ValueError(f"certificate_days {self.certificate_days} must be 1-825")
+        if self.ca_days < 2 * self.certificate_days:
+            raise ValueError(f"ca_days {self.ca_days} must be at least twice certificate_days")
+        if not 2 <= self.crl_days <= 3650:
+            raise ValueError(f"crl_days {self.crl_days} must be 2-3650")
+        if not self.name.strip() or len(self.name) > 64:
+            raise ValueError("name must be 1-64 characters")
+
+    @property
+    def crl_path(self) -> Path:
+        return self.crl_file or self.dir / "crl.pem"
+
+
+@dataclass(frozen=True)
+class EnrolmentSection:
+    token_ttl_h: float = field(default=24.0, metadata=_doc(
+        "How long a new enrolment token can be used (a coordinator may ask for less). Each token enrols one "
+        "gateway once."))
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.token_ttl_h <= 24 * 30:
+            raise ValueError(f"token_ttl_h {self.token_ttl_h} must be 0.05-720 (30 days)")
 
 
 @dataclass(frozen=True)
@@ -195,3 +242,5 @@ class HqConfig:
         "[consultations] dispatch, escalation, short-form deadline, reports"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))
+    ca: CaSection = field(default_factory=CaSection, metadata=_doc("[ca] the fleet's certificate authority"))
+    enrolment: EnrolmentSection = field(default_factory=EnrolmentSection, metadata=_doc("[enrolment]"))

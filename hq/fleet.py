@@ -26,6 +26,7 @@ class GatewayUpdate:
     committed_seq: int | None = None
     complete_below: int | None = None
     drain_rate_per_s: float | None = None
+    config_version: int | None = None  # HQ-managed settings version the gateway runs
 
     @property
     def backlog_total(self) -> int | None:
@@ -48,6 +49,7 @@ class GatewayUpdate:
             complete_below=_max_or_none(self.complete_below, later.complete_below),
             drain_rate_per_s=later.drain_rate_per_s if later.drain_rate_per_s is not None
             else self.drain_rate_per_s,
+            config_version=later.config_version if later.config_version is not None else self.config_version,
         )
 
 
@@ -94,6 +96,7 @@ def update_from_status(
             for d in status.devices
         ],
         drain_rate_per_s=status.drain_rate_per_s,
+        config_version=status.config_version,
     )
 
 

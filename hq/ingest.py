@@ -47,6 +47,7 @@ class IngestStats:
     batches: int = 0
     statuses: int = 0
     rejected: int = 0  # batches or statuses that broke the wire contract
+    refused: int = 0  # batches or statuses from revoked gateways, dropped
     shed: int = 0  # batches dropped because the writer queue was full (the gateway resends)
     commit_failures: int = 0
     acks_sent: int = 0
@@ -88,6 +89,10 @@ class Ingest:
         self._acking: set[asyncio.Task[None]] = set()
         self._ack_crash: BaseException | None = None
         self.writer_alive = False
+        # Revoked gateways (kept up to date by hq.app): their messages are dropped even if the broker still
+        # lets them through (it is told to deny them, and refuses their certificate once it reloads the CRL).
+        self.refused_gateways: set[str] = set()
+        self._refusal_logged: set[str] = set()
 
     # ---- MQTT side (runs in the event loop, must not block) -----------------------------
     @property
@@ -99,10 +104,25 @@ class Ingest:
         return sum(q.qsize() for q in self._queues)
 
     def on_message(self, message: Message) -> None:
+        if self.refused_gateways and self._refused(message.topic):
+            return
         if message.topic.endswith("/up/data"):
             self._on_data(message)
         elif message.topic.endswith("/up/status"):
             self._on_status(message)
+
+    def _refused(self, topic: str) -> bool:
+        try:
+            gateway_id = wire.gateway_of_topic(topic)
+        except wire.WireError:
+            return False
+        if gateway_id not in self.refused_gateways:
+            return False
+        self.stats.refused += 1
+        if gateway_id not in self._refusal_logged:
+            self._refusal_logged.add(gateway_id)
+            log.warning("dropping messages from revoked gateway %s (logged once)", gateway_id)
+        return True
 
     def _on_data(self, message: Message) -> None:
         try:

@@ -56,6 +56,31 @@ _GATEWAY = {
             "description": "HQ holds every sequence number below this one (or its gap record); a replay "
             "after a database restore starts here",
         },
+        "config_version": {"type": "integer", "description": "Version of the HQ-managed settings the gateway "
+                           "reports it runs (0: its local TOML file alone)"},
+        "config": {
+            "type": ["object", "null"],
+            "description": "The newest HQ-managed settings version (null: never changed from HQ)",
+            "properties": {
+                "version": {"type": "integer"},
+                "state": {"enum": ["pending", "applied", "rejected", "superseded"]},
+                "reason": {"type": ["string", "null"], "description": "Why the gateway rejected it"},
+                "changed": _TIME, "answered": _TIME,
+                "applied_version": {"type": ["integer", "null"]},
+                "summary": {"type": "string"},
+            },
+        },
+        "identity": {
+            "type": ["object", "null"],
+            "description": "The gateway's newest certificate from HQ's CA (null: never enrolled through HQ)",
+            "properties": {
+                "serial": {"type": ["string", "null"]},
+                "last_enrolment": _TIME,
+                "certificate_expires": _TIME,
+                "certificate_revoked": _TIME,
+                "revoked": {**_TIME, "description": "When the gateway itself was revoked (null: it is not)"},
+            },
+        },
     },
 }
 _OBSERVATION = {

@@ -94,6 +94,43 @@ def gateway_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def identity_json(gateway_row: Mapping[str, Any], identity: Mapping[str, Any] | None,
+                  config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A gateway's certificate and HQ-managed settings, to add to `gateway_json` (API and fleet page).
+
+    `identity`: from `hq.enrolment.identities`; `config`: from `hq.gateway_settings.states`."""
+    revoked = (identity or {}).get("revoked")
+    latest = (config or {}).get("latest")
+    applied = (config or {}).get("applied")
+    return {
+        "config_version": int(gateway_row.get("config_version") or 0),
+        "config": None if latest is None else {
+            "version": latest["version"], "state": latest["state"], "reason": latest["reason"],
+            "changed": iso_from_ms(latest["created_ms"]), "answered": iso_from_ms(latest["acked_ms"]),
+            "applied_version": applied["version"] if applied else None,
+            "summary": config_summary(latest, applied, int(gateway_row.get("config_version") or 0)),
+        },
+        "identity": None if identity is None else {
+            "serial": identity.get("serial"),
+            "last_enrolment": iso_from_ms(identity.get("issued_ms")),
+            "certificate_expires": iso_from_ms(identity.get("not_after_ms")),
+            "certificate_revoked": iso_from_ms(identity.get("revoked_ms")),
+            "revoked": None if revoked is None else iso_from_ms(revoked["revoked_ms"]),
+        },
+    }
+
+
+def config_summary(latest: Mapping[str, Any], applied: Mapping[str, Any] | None, running: int) -> str:
+    """One line for the console: where the gateway's HQ-managed settings stand."""
+    if latest["state"] == "pending":
+        return f"v{latest['version']} pending (running v{running})"
+    if latest["state"] == "rejected":
+        return f"v{latest['version']} rejected: {latest['reason'] or 'no reason given'} (running v{running})"
+    if latest["state"] == "applied":
+        return f"v{latest['version']} applied" + ("" if running == latest["version"] else f" (reports v{running})")
+    return f"v{latest['version']} {latest['state']} (running v{running})"
+
+
 def observation_json(row: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": row["kind"],

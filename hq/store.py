@@ -261,6 +261,8 @@ def _upsert_gateway(conn: sa.Connection, insert: Insert, u: GatewayUpdate, hq_ms
         values["devices_json"] = u.devices
     if u.drain_rate_per_s is not None:
         values["drain_rate_per_s"] = u.drain_rate_per_s
+    if u.config_version is not None:
+        values["config_version"] = u.config_version
     if u.committed_seq is not None:
         values["committed_seq"] = _grow(gateways.c.committed_seq, u.committed_seq)
     if u.complete_below is not None:

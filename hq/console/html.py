@@ -84,6 +84,7 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
     NavItem("/patients", "Patients", _EVERYONE),
+    NavItem("/enrolment", "Enrol a gateway", frozenset({"coordinator"})),
     NavItem("/consultations", "Consultations", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
@@ -158,7 +159,7 @@ def tile(obs: Mapping[str, Any]) -> str:
     )
 
 
-def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = ()) -> str:
+def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = (), *, manage: bool = False) -> str:
     lanes = "".join(f"<li data-lane=\"{e(name)}\">{e(lane['summary'])}</li>"
                     for name, lane in gw["backlog_by_lane"].items() if lane["count"])
     devices = "".join(
@@ -173,10 +174,30 @@ def gateway_card(gw: Mapping[str, Any], gaps: Sequence[Mapping[str, Any]] = ()) 
         f"<div class=\"meta\">last contact <time class=\"last-contact\">{e(gw['last_contact'] or 'never')}</time>"
         f" \u00b7 backlog <span class=\"backlog\" data-count=\"{e(gw['backlog'])}\">{e(gw['backlog_summary'])}</span>"
         f" \u00b7 <span class=\"software\">{e(gw['software'])}</span></div>"
+        f"{identity_line(gw, manage=manage)}"
         f"<ul class=\"lanes\">{lanes}</ul>"
         f"<ul class=\"devices\">{devices}</ul>"
         f"<ul class=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul></div>"
     )
+
+
+def identity_line(gw: Mapping[str, Any], *, manage: bool = False) -> str:
+    """The gateway's HQ-managed settings and certificate, and (`manage`: for coordinators) the link to its page."""
+    config, identity = gw.get("config"), gw.get("identity")
+    if config is None:
+        settings = f"<span class=\"config\" data-state=\"local\">v{e(gw.get('config_version', 0))} (TOML only)</span>"
+    else:
+        settings = (f"<span class=\"config\" data-state=\"{e(config['state'])}\" "
+                    f"data-version=\"{e(config['version'])}\">{e(config['summary'])}</span>")
+    if identity is None:
+        cert = "<span class=\"certificate\">not enrolled through HQ</span>"
+    else:
+        revoked = " <strong class=\"revoked\">revoked</strong>" if identity["revoked"] else ""
+        cert = (f"<span class=\"certificate\">enrolled <time class=\"enrolled\">{e(identity['last_enrolment'])}</time>"
+                f", expires <time class=\"expires\">{e(identity['certificate_expires'])}</time>{revoked}</span>")
+    link = (f" \u00b7 <a class=\"manage\" href=\"/gateways/{e(quote(gw['gateway_id'], safe=''))}\">manage</a>"
+            if manage else "")
+    return f"<div class=\"identity\">settings {settings} \u00b7 {cert}{link}</div>"
 
 
 def patient_link(clinic_id: str, patient_id: str) -> str:
@@ -197,10 +218,11 @@ def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[
                patients: Mapping[str, Sequence[tuple[str, Sequence[Mapping[str, Any]]]]],
                gaps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None, *, actor: Any = None) -> str:
     """`gaps`: each gateway's most recent gap records (readings its outbox quota dropped)."""
+    manage = actor is not None and str(actor.role) in ("admin", "coordinator")
     sections = []
     for clinic in clinics:
         cid = clinic["clinic_id"]
-        cards = "".join(gateway_card(g, (gaps or {}).get(g["gateway_id"], ()))
+        cards = "".join(gateway_card(g, (gaps or {}).get(g["gateway_id"], ()), manage=manage)
                         for g in gateways if g["clinic_id"] == cid)
         blocks = "".join(patient_block(pid, vitals, cid) for pid, vitals in patients.get(cid, []))
         sections.append(

@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from hq import queries
+from hq.api import fleet_view
 from hq.appkeys import CONFIG, ENGINE
 from hq.auth import OPERATIONS, clinic_scope, require
 from hq.clock import now_ms
 from hq.console import html
 from hq.query_params import ObservationQuery
-from hq.representations import clinic_json, gateway_json, observation_json
+from hq.representations import clinic_json, observation_json
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_PATIENTS_PER_CLINIC = 50
@@ -33,7 +34,7 @@ FleetData = tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[tup
 
 def _fleet_data(engine: sa.Engine, since_ms: int, clinic_id: str | None) -> FleetData:
     clinics = [clinic_json(r) for r in queries.list_clinics(engine) if clinic_id in (None, r["id"])]
-    gateways = [gateway_json(r) for r in queries.list_gateways(engine, clinic_id)]
+    gateways = fleet_view(engine, clinic_id)
     gaps = {g["gateway_id"]: [observation_json(r) for r in queries.find_observations(
         engine, ObservationQuery(gateway_id=g["gateway_id"], kind="gap", limit=GAPS_SHOWN))] for g in gateways}
     patients: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}

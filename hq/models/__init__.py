@@ -25,6 +25,7 @@ from hq.models.experts import (
     experts,
 )
 from hq.models.fleet import clinics, gateways, hq_meta, observations
+from hq.models.fleet_security import enrolment_tokens, gateway_certificates, gateway_config_versions, revoked_gateways
 from hq.models.records import (
     imaging,
     observation_highlights,
@@ -58,10 +59,13 @@ __all__ = [
     "departments",
     "dispatch_offers",
     "downlink_messages",
+    "enrolment_tokens",
     "expert_capability",
     "expert_credentials",
     "expert_tags",
     "experts",
+    "gateway_certificates",
+    "gateway_config_versions",
     "gateways",
     "hq_meta",
     "imaging",
@@ -76,6 +80,7 @@ __all__ = [
     "patient_search_keys",
     "patients",
     "reports",
+    "revoked_gateways",
     "rollup_progress",
     "sessions",
     "slot_claims",

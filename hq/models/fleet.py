@@ -34,6 +34,8 @@ gateways = sa.Table(
     # Every seq below it is here (or was dropped by the gateway's quota, with a gap saying so): where a
     # replay starts after this database is restored from a replica. Written in the data's transaction.
     sa.Column("complete_below", sa.BigInteger, nullable=False, server_default="0"),
+    # The version of HQ-managed settings the gateway says it runs (0: only its local TOML); migration 0008.
+    sa.Column("config_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 # Facts about this database itself, e.g. that it was restored and the gateways must replay.

@@ -71,6 +71,8 @@ def test_a_notice_reaches_the_gateway_once_and_its_receipt_comes_back(stack: Sta
 
     # The same notice again (HQ's retry racing the receipt): stored once, confirmed again.
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="hq-retry", protocol=MQTTProtocolVersion.MQTTv5)
+    if (tls := stack.observer_tls()) is not None:  # an identity with HQ's access to the clinics' topics
+        client.tls_set_context(tls)
     client.connect(stack.broker.host, stack.broker.port)
     client.loop_start()
     try:

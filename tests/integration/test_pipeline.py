@@ -207,6 +207,8 @@ def test_after_an_outage_fresh_vitals_go_out_before_the_backlog(stack: Stack) ->
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 600
     recorder.reconnect_delay_set(0.2, 1)
+    if (tls := stack.observer_tls()) is not None:
+        recorder.tls_set_context(tls)
     recorder.connect(stack.broker.host, stack.broker.port, clean_start=False, properties=props)
     recorder.loop_start()
     try:

@@ -1,5 +1,10 @@
 """The whole system as real processes: Mosquitto, HQ, gateways, pty pairs (socat) and device
 simulators. Used by the end-to-end tests, the benchmarks and `make demo`.
+
+By default the stack runs the fleet's secure setup (docs/broker.md): mutual TLS with certificates from HQ's CA
+(in <stack dir>/ca), the broker's ACL file, CRL and dynamic-security plugin. A gateway gets its certificate
+straight from that CA, or with `GatewaySpec(enrol=True)` through the real `python -m gateway enrol` against HQ.
+`Stack(tls=False)` runs plain MQTT on loopback.
 """
 
 from __future__ import annotations
@@ -7,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import BrokerTls, ClientIdentity, Mosquitto
 from tests.support.netproxy import NetProxy
 from tests.support.ports import free_port, wait_http_ok
 
@@ -48,16 +54,24 @@ class GatewaySpec:
     outbox_options: dict[str, int | float] = field(default_factory=dict)  # more [outbox] keys, e.g. batch_max_records
     broker_via: NetProxy | None = None  # reach the broker through this proxy (a WAN the test controls)
     env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. LD_PRELOAD=libfaketime
+    enrol: bool = False  # TLS: enrol through HQ with a one-time token (HQ must be running) instead of a direct issue
+
+
+# An extra broker identity with HQ's read access, for tests that watch the traffic themselves.
+OBSERVER_IDENTITY = "hq-observer"
 
 
 class Stack:
     def __init__(self, workdir: Path | None = None, *, hq_port: int | None = None, db_url: str | None = None,
-                 log_to_console: bool = False) -> None:
+                 log_to_console: bool = False, tls: bool = True) -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="clinic-stack-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hq_port = hq_port or free_port()
         self.db_url = db_url or f"sqlite:///{self.dir / 'hq.db'}"
-        self.broker = Mosquitto()
+        self.tls = tls
+        self.ca_dir = self.dir / "ca"
+        self.broker = Mosquitto(tls=BrokerTls(self.ca_dir, ("hq-1", OBSERVER_IDENTITY)) if tls else None)
+        self.hq_identity = self.broker.issue_client("hq-1", self.dir) if tls else None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.log_to_console = log_to_console
         self.gateway_configs: dict[str, Path] = {}
@@ -102,14 +116,59 @@ class Stack:
         return proxy
 
     def hq_config_text(self) -> str:
+        tls = ""
+        if self.hq_identity is not None:
+            tls = (f'ca_file = "{self.hq_identity.ca_file}"\ncert_file = "{self.hq_identity.cert_file}"\n'
+                   f'key_file = "{self.hq_identity.key_file}"\ndynamic_security = true\n')
         return (
             f'[database]\nurl = "{self.db_url}"\n'
-            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n'
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n{tls}'
             f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
             "[auth]\nsecure_cookies = false\n"  # the console is reached over plain http on loopback
+            f'[ca]\ndir = "{self.ca_dir}"\n'
             f'[records]\nattachments_dir = "{self.dir / "attachments"}"\n'
         )
+
+    def gateway_tls_paths(self, gateway_id: str) -> ClientIdentity:
+        tls_dir = self.dir / gateway_id / "tls"
+        return ClientIdentity(tls_dir / "ca.pem", tls_dir / "gateway.pem", tls_dir / "gateway.key")
+
+    def observer_tls(self) -> ssl.SSLContext | None:
+        """A TLS context for a test's own MQTT client with HQ's read access (None without TLS)."""
+        if not self.tls:
+            return None
+        identity = self.broker.issue_client(OBSERVER_IDENTITY, self.dir)
+        ctx = ssl.create_default_context(cafile=str(identity.ca_file))
+        ctx.load_cert_chain(str(identity.cert_file), str(identity.key_file))
+        return ctx
+
+    def create_enrolment_token(self, gateway_id: str, clinic_id: str, **extra: Any) -> dict[str, Any]:
+        """A token from HQ's API (HQ must be running)."""
+        return self.hq_post("/api/v1/enrolment-tokens", {"gateway_id": gateway_id, "clinic_id": clinic_id, **extra})
+
+    def enrol_gateway(self, gateway_id: str, token: str, *extra_args: str) -> subprocess.CompletedProcess[str]:
+        """`python -m gateway enrol` with `token`, as the Ansible role runs it."""
+        token_file = self.dir / f"{gateway_id}.token"
+        token_file.write_text(token + "\n")
+        return subprocess.run([sys.executable, "-m", "gateway", "enrol", "--config",
+                               str(self.gateway_configs[gateway_id]), "--token-file", str(token_file), *extra_args],
+                              cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+
+    def _provide_identity(self, spec: GatewaySpec) -> None:
+        paths = self.gateway_tls_paths(spec.gateway_id)
+        if paths.cert_file.exists():
+            return
+        if not spec.enrol:
+            self.broker.issue_client(spec.gateway_id, paths.cert_file.parent)
+            for name, path in ((f"{spec.gateway_id}.pem", paths.cert_file), (f"{spec.gateway_id}.key", paths.key_file)):
+                (paths.cert_file.parent / name).rename(path)
+            shutil.copyfile(self.ca_dir / "ca.pem", paths.ca_file)
+            return
+        token = self.create_enrolment_token(spec.gateway_id, spec.clinic_id)["token"]
+        done = self.enrol_gateway(spec.gateway_id, token)
+        if done.returncode != 0:
+            raise RuntimeError(f"enrolment of {spec.gateway_id} failed: {done.stderr.strip()}")
 
     def start_hq(self) -> None:
         path = self.dir / "hq.toml"
@@ -140,10 +199,15 @@ class Stack:
     def gateway_config_text(self, spec: GatewaySpec, ports: dict[str, str]) -> str:
         via = spec.broker_via
         broker_host, broker_port = (via.host, via.port) if via else (self.broker.host, self.broker.port)
+        tls = ""
+        if self.tls:
+            paths = self.gateway_tls_paths(spec.gateway_id)
+            tls = f'ca_file = "{paths.ca_file}"\ncert_file = "{paths.cert_file}"\nkey_file = "{paths.key_file}"\n'
         lines = [
             f'[gateway]\nid = "{spec.gateway_id}"\nclinic_id = "{spec.clinic_id}"\n'
             f'data_dir = "{self.dir / spec.gateway_id}"\ntimezone = "{spec.timezone}"\n',
-            f'[mqtt]\nhost = "{broker_host}"\nport = {broker_port}\nkeepalive_s = {spec.keepalive_s}\n',
+            f'[mqtt]\nhost = "{broker_host}"\nport = {broker_port}\nkeepalive_s = {spec.keepalive_s}\n{tls}',
+            f'[enrolment]\nhq_url = "{self.hq_url}"\ntimeout_s = 10\n',
             f"[status]\nheartbeat_s = {spec.heartbeat_s}\n",
             f"[outbox]\nlive_window_s = {spec.live_window_s}\nquota_bytes = {spec.quota_bytes}\n"
             + "".join(f"{key} = {value}\n" for key, value in spec.outbox_options.items()),
@@ -168,10 +232,9 @@ class Stack:
             if dev.transport == "serial":
                 gw_side, sim_side = self.pty_pair(f"{spec.gateway_id}-{dev.device_id}")
                 ports[dev.device_id], sim_ports[dev.device_id] = str(gw_side), str(sim_side)
-        path = self.dir / f"{spec.gateway_id}.toml"
-        path.write_text(self.gateway_config_text(spec, ports))
-        self.gateway_configs[spec.gateway_id] = path
-        self.gateway_env[spec.gateway_id] = spec.env
+        self.write_gateway_config(spec, ports)
+        if self.tls:
+            self._provide_identity(spec)
         self.restart_gateway(spec.gateway_id)
         if start_simulators:
             time.sleep(0.5)  # the gateway must have the port open first: bytes written before are lost
@@ -183,6 +246,14 @@ class Stack:
             sim_ports.setdefault(dev.device_id,
                                  f"tcp://127.0.0.1:{self.tcp_ports.get(f'{spec.gateway_id}/{dev.device_id}')}")
         return sim_ports
+
+    def write_gateway_config(self, spec: GatewaySpec, ports: dict[str, str] | None = None) -> Path:
+        """The gateway's TOML file (`ports`: its serial devices' pty paths), without starting anything."""
+        path = self.dir / f"{spec.gateway_id}.toml"
+        path.write_text(self.gateway_config_text(spec, ports or {}))
+        self.gateway_configs[spec.gateway_id] = path
+        self.gateway_env[spec.gateway_id] = spec.env
+        return path
 
     def restart_gateway(self, gateway_id: str) -> None:
         self._spawn(f"gw-{gateway_id}", [sys.executable, "-m", "gateway", "--config",
@@ -241,6 +312,18 @@ class Stack:
         request = urllib.request.Request(self.hq_url + path,
                                          headers={"Authorization": f"Bearer {token or self.admin_token}"})
         with urllib.request.urlopen(request, timeout=10) as resp:
+            return dict(json.load(resp))
+
+    def hq_post(self, path: str, body: dict[str, Any] | None = None, method: str = "POST",
+                token: str | None = None) -> dict[str, Any]:
+        """POST (or PUT, ...) JSON to an API path as the stack's admin (or the holder of `token`)."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(self.hq_url + path, data=json.dumps(body or {}).encode(), method=method,
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {token or self.admin_token}"})
+        with urllib.request.urlopen(request, timeout=20) as resp:
             return dict(json.load(resp))
 
     def hq_page(self, path: str) -> str:

@@ -145,3 +145,14 @@ def test_replay_request_round_trip_and_errors() -> None:
         wire.decode_replay(b'{"v":1,"request_id":"","from_seq":1,"hq_ms":1}')
     with pytest.raises(WireError, match="missing field 'from_seq'"):
         wire.decode_replay(b'{"v":1,"request_id":"r","hq_ms":1}')
+
+
+def test_status_carries_the_version_of_the_hq_managed_settings() -> None:
+    status = wire.Status(wire.GatewayState.ONLINE, "clinic-a", 1, "1.0", config_version=4)
+    assert wire.decode_status(wire.encode_status(status)).config_version == 4
+    plain = wire.encode_status(wire.Status(wire.GatewayState.ONLINE, "clinic-a", 1))
+    assert b'"config"' not in plain and wire.decode_status(plain).config_version == 0  # older gateways: 0
+    doc = json.loads(plain)
+    doc["config"] = -1
+    with pytest.raises(wire.WireError, match="'config'"):
+        wire.decode_status(json.dumps(doc).encode())
