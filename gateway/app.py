@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo
 
-from gateway import wire
+from gateway import appointments, wire
 from gateway.capture import DeviceHealth, DeviceSession, SerialSource, TcpSource, clock_ms, make_decoder
 from gateway.certificate_watch import CertificateWatch
 from gateway.checkin_form import RESULT_NOTICE
@@ -53,7 +53,6 @@ class Gateway:
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
     replicator: Replicator | None = None  # Litestream, when [replication] is enabled in 'child' mode
-    checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
     certificate: CertificateWatch | None = None  # the gateway's own TLS certificate, when [mqtt] has one
     remote: RemoteConfig | None = None  # HQ-managed settings (None: a gateway run without them, e.g. in a test)
 
@@ -70,6 +69,7 @@ class Gateway:
         for source in self.serial_sources:
             source.silent_after_s = silent_after.get(source.session.health.device_id, source.silent_after_s)
         self.uplink.status_changed()  # HQ learns the new version now, not at the next heartbeat
+    checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}
@@ -108,6 +108,7 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
     readings = LatestReadings()
     consultations = ClinicConsultations(outbox, readings, lambda: link.is_connected)
     consultations.register(inbox)
+    appointments.register(inbox)
     gw = Gateway(config, outbox, link, uplink, inbox, readings, consultations)
     gw.checkin = CheckinDesk(outbox, gw.devices)
     inbox.register(RESULT_NOTICE, gw.checkin.on_result)

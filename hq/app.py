@@ -28,11 +28,13 @@ from hq import (
     ca,
     checkin_events,
     db,
+    directory_upkeep,
     fleet_admin_api,
     gateway_settings,
     observability,
     observation_rollup,
     openapi,
+    reminders,
     replay,
     revocation,
 )
@@ -61,13 +63,18 @@ from hq.console import (
     patient_imaging,
     patient_merges,
     patients,
+    schedule,
     websocket,
 )
+from hq.console import experts as expert_pages
+from hq.console import metrics as metrics_pages
 from hq.consultation_events import ConsultationEvents
 from hq.downlink import Downlink, Receipts
 from hq.escalation import Escalator
 from hq.fhir import observation as fhir_observation
 from hq.fhir import patient as fhir_patient
+from hq.fhir import practitioner
+from hq.fhir import scheduling as fhir_scheduling
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
@@ -91,11 +98,14 @@ def create_app(config: HqConfig) -> web.Application:
     app[RECEIPTS] = Receipts()
     app[RECEIPTS].register(app[EVENTS])
     ConsultationEvents(config.consultations).register(app[EVENTS], app[RECEIPTS])
-    checkin_events.register(app[EVENTS])
     app[RECEIPTS].on_receipt(gateway_settings.NOTICE_KIND, gateway_settings.on_receipt)
     app[CA_FILES] = ca.CaFiles(config.ca.dir, config.ca.crl_path)
+    checkin_events.register(app[EVENTS])
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
+    app.add_routes(expert_pages.routes)
+    app.add_routes(metrics_pages.routes)
+    app.add_routes(practitioner.routes)
     app.add_routes(api.routes)
     app.add_routes(consultations.routes)
     app.add_routes(fleet_admin_api.routes)
@@ -105,19 +115,24 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(patient_merges.routes)
     app.add_routes(fhir_patient.routes)
     app.add_routes(fhir_observation.routes)
+    app.add_routes(schedule.routes)
+    app.add_routes(fhir_scheduling.routes)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
                           **consultations.OPENAPI_PATHS, **fleet_admin_api.OPENAPI_PATHS, **patients.OPENAPI_PATHS,
-                          **patient_imaging.OPENAPI_PATHS, **patient_merges.OPENAPI_PATHS,
-                          **fhir_patient.OPENAPI_PATHS, **fhir_observation.OPENAPI_PATHS}
+                          **patient_imaging.OPENAPI_PATHS, **patient_merges.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
+                          **fhir_observation.OPENAPI_PATHS, **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS,
+                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
     app.router.add_static("/static/", pages.STATIC_DIR, name="static")
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(directory_upkeep.directory_upkeep)
     app.cleanup_ctx.append(_replication)  # stops after ingest, so Litestream ships its last commits
     app.cleanup_ctx.append(_ingest)
     app.cleanup_ctx.append(_escalation)
     app.cleanup_ctx.append(observation_rollup.background)
+    reminders.register(app)
     app.on_shutdown.append(_close_websockets)
     return app
 

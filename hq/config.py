@@ -164,30 +164,26 @@ class AuthSection:
 
 
 @dataclass(frozen=True)
-class RecordsSection:
-    attachments_dir: Path = field(default=Path("/var/lib/clinic-hq/attachments"), metadata=_doc(
-        "Where uploaded imaging (DICOM) files are kept, each once, under its sha256 (ab/cd/abcd...). Back it up "
-        "with the database: the database holds only the path. Created at the first upload."))
-    max_upload_bytes: int = field(default=512 * 1024**2, metadata=_doc(
-        "Largest DICOM file accepted in one upload; a larger one is refused (413) before it is stored."))
-    timeline_days: int = field(default=30, metadata=_doc(
-        "Days a patient's timeline shows at once (older days page in); at most 366."))
-    search_results: int = field(default=50, metadata=_doc("Patients one search returns at most."))
-    rollup_interval_s: float = field(default=2.0, metadata=_doc(
-        "How often new readings are summed into the timeline's daily summaries (and device patient ids HQ "
-        "does not know get a record)."))
-    rollup_chunk_rows: int = field(default=20_000, metadata=_doc(
-        "Readings summed per transaction: small enough that ingest never waits long for the database."))
+class SchedulingSection:
+    reminder_before_s: int = field(default=3600, metadata=_doc(
+        "A reminder goes to the clinic's gateway and the expert's console this long before an appointment."))
+    reminder_poll_s: float = field(default=30.0, metadata=_doc(
+        "How often appointments due for a reminder are looked for."))
+    proposal_days: int = field(default=14, metadata=_doc(
+        "Proposals for a clinic's request look this many days ahead (a request may ask for up to 60)."))
+    proposals: int = field(default=6, metadata=_doc("Proposals offered per request, earliest first."))
+    proposals_per_expert: int = field(default=3, metadata=_doc(
+        "Of those, at most this many with the same expert (so that the clinic has a choice)."))
+    min_notice_s: int = field(default=600, metadata=_doc(
+        "Slots starting sooner than this are not proposed (the clinic needs time to prepare the patient)."))
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1024:
-            raise ValueError(f"max_upload_bytes {self.max_upload_bytes} must be at least 1024")
-        if not 1 <= self.timeline_days <= 366:
-            raise ValueError(f"timeline_days {self.timeline_days} must be 1-366")
-        if not 1 <= self.search_results <= 500:
-            raise ValueError(f"search_results {self.search_results} must be 1-500")
-        if self.rollup_interval_s <= 0 or self.rollup_chunk_rows < 100:
-            raise ValueError("rollup_interval_s must be > 0 and rollup_chunk_rows >= 100")
+        if self.reminder_before_s < 60 or self.reminder_poll_s <= 0:
+            raise ValueError("reminder_before_s must be >= 60 and reminder_poll_s > 0")
+        if not 1 <= self.proposal_days <= 60 or not 1 <= self.proposals <= 50 or self.proposals_per_expert < 1:
+            raise ValueError("proposal_days must be 1-60, proposals 1-50 and proposals_per_expert >= 1")
+        if self.min_notice_s < 0:
+            raise ValueError("min_notice_s must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -229,6 +225,60 @@ class ConsultationsSection:
 
 
 @dataclass(frozen=True)
+class RecordsSection:
+    attachments_dir: Path = field(default=Path("/var/lib/clinic-hq/attachments"), metadata=_doc(
+        "Where uploaded imaging (DICOM) files are kept, each once, under its sha256 (ab/cd/abcd...). Back it up "
+        "with the database: the database holds only the path. Created at the first upload."))
+    max_upload_bytes: int = field(default=512 * 1024**2, metadata=_doc(
+        "Largest DICOM file accepted in one upload; a larger one is refused (413) before it is stored."))
+    timeline_days: int = field(default=30, metadata=_doc(
+        "Days a patient's timeline shows at once (older days page in); at most 366."))
+    search_results: int = field(default=50, metadata=_doc("Patients one search returns at most."))
+    rollup_interval_s: float = field(default=2.0, metadata=_doc(
+        "How often new readings are summed into the timeline's daily summaries (and device patient ids HQ "
+        "does not know get a record)."))
+    rollup_chunk_rows: int = field(default=20_000, metadata=_doc(
+        "Readings summed per transaction: small enough that ingest never waits long for the database."))
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise ValueError(f"max_upload_bytes {self.max_upload_bytes} must be at least 1024")
+        if not 1 <= self.timeline_days <= 366:
+            raise ValueError(f"timeline_days {self.timeline_days} must be 1-366")
+        if not 1 <= self.search_results <= 500:
+            raise ValueError(f"search_results {self.search_results} must be 1-500")
+        if self.rollup_interval_s <= 0 or self.rollup_chunk_rows < 100:
+            raise ValueError("rollup_interval_s must be > 0 and rollup_chunk_rows >= 100")
+
+
+@dataclass(frozen=True)
+class ExpertsSection:
+    capability_refresh_s: float = field(default=60.0, metadata=_doc(
+        "How often every expert's capability figures (consultations done, response times, rating, advice "
+        "adoption) are recomputed from the consultation history for matching and the directory; an expert's "
+        "profile page always shows live figures."))
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.capability_refresh_s <= 86_400:
+            raise ValueError(f"capability_refresh_s {self.capability_refresh_s} must be 5-86400")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "IANA time zone of the metrics' hour of day and weekday (the demand heat map), e.g. Asia/Shanghai; "
+        "daylight saving time is honoured. The API's tz parameter overrides it per request."))
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as Asia/Shanghai") from None
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -236,10 +286,14 @@ class HqConfig:
     ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
     console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))
     auth: AuthSection = field(default_factory=AuthSection, metadata=_doc("[auth] console accounts and sessions"))
-    records: RecordsSection = field(default_factory=RecordsSection, metadata=_doc(
-        "[records] shared patient records: imaging files, timeline, search"))
+    scheduling: SchedulingSection = field(default_factory=SchedulingSection, metadata=_doc(
+        "[scheduling] experts' slots, bookings and reminders"))
     consultations: ConsultationsSection = field(default_factory=ConsultationsSection, metadata=_doc(
         "[consultations] dispatch, escalation, short-form deadline, reports"))
+    records: RecordsSection = field(default_factory=RecordsSection, metadata=_doc(
+        "[records] shared patient records: imaging files, timeline, search"))
+    experts: ExpertsSection = field(default_factory=ExpertsSection, metadata=_doc("[experts] the expert directory"))
+    metrics: MetricsSection = field(default_factory=MetricsSection, metadata=_doc("[metrics] consultation metrics"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))
     ca: CaSection = field(default_factory=CaSection, metadata=_doc("[ca] the fleet's certificate authority"))

@@ -38,6 +38,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/checkin", "Check-in"),
     NavItem("/consultations", "Consultations"),
     NavItem("/notices", "Notices from HQ"),
+    NavItem("/appointments", "Appointments"),
 )
 
 CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "

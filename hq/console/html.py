@@ -83,9 +83,12 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 # only decides whose bar shows the link.
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
-    NavItem("/patients", "Patients", _EVERYONE),
     NavItem("/enrolment", "Enrol a gateway", frozenset({"coordinator"})),
+    NavItem("/schedule", "Schedule", _EVERYONE),
     NavItem("/consultations", "Consultations", _EVERYONE),
+    NavItem("/patients", "Patients", _EVERYONE),
+    NavItem("/experts", "Experts", _EVERYONE),
+    NavItem("/consultation-metrics", "Metrics", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )
