@@ -59,6 +59,7 @@ class Gateway:
     media: MediaService | None = None  # cameras and calls, when [media] is enabled
     certificate: CertificateWatch | None = None  # the gateway's own TLS certificate, when [mqtt] has one
     remote: RemoteConfig | None = None  # HQ-managed settings (None: a gateway run without them, e.g. in a test)
+    checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
 
     @property
     def config_version(self) -> int:
@@ -73,7 +74,6 @@ class Gateway:
         for source in self.serial_sources:
             source.silent_after_s = silent_after.get(source.session.health.device_id, source.silent_after_s)
         self.uplink.status_changed()  # HQ learns the new version now, not at the next heartbeat
-    checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
 
     async def status(self, state: wire.GatewayState = wire.GatewayState.ONLINE) -> wire.Status:
         backlog = await self.outbox.backlog() if state is wire.GatewayState.ONLINE else {}

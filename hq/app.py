@@ -71,6 +71,7 @@ from hq.console import (
     schedule,
     websocket,
 )
+from hq.console import departments as department_pages
 from hq.console import experts as expert_pages
 from hq.console import metrics as metrics_pages
 from hq.consultation_events import ConsultationEvents
@@ -109,6 +110,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(auth.routes)
     app.add_routes(admin.routes)
     app.add_routes(expert_pages.routes)
+    app.add_routes(department_pages.routes)
     app.add_routes(metrics_pages.routes)
     app.add_routes(practitioner.routes)
     app.add_routes(api.routes)
@@ -129,7 +131,8 @@ def create_app(config: HqConfig) -> web.Application:
                           **consultations.OPENAPI_PATHS, **fleet_admin_api.OPENAPI_PATHS, **patients.OPENAPI_PATHS,
                           **patient_imaging.OPENAPI_PATHS, **patient_merges.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
                           **fhir_observation.OPENAPI_PATHS, **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS,
-                          **expert_pages.OPENAPI_PATHS, **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS,
+                          **expert_pages.OPENAPI_PATHS, **department_pages.OPENAPI_PATHS,
+                          **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS,
                           **calls.OPENAPI_PATHS, **recordings.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)

@@ -1,7 +1,7 @@
 """Each expert's capability figures from history: consultations done, dispatch offers and how fast they were
-accepted (median and p90 of accepted_ms - offered_ms), ratings, how often the advice was adopted, and when
-they last consulted. Aggregated by SQL over `consultations` and `dispatch_offers` (filled by the consultations
-engineer's code, read here as the schema says).
+accepted (median and p90 of accepted_ms - offered_ms, in whole seconds), ratings, how often the advice was
+adopted, and when they last consulted. Aggregated by SQL over `consultations` and `dispatch_offers` (filled
+by the consultations engineer's code, read here as the schema says).
 
 `refresh` keeps `expert_capability` (what matching and the directory read for thousands of experts at once);
 `figures_of` computes one expert's figures live for their profile. It does not decide what counts as a
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hq.models import consultations, dispatch_offers, expert_capability
-from hq.sql_stats import percentiles_by_group
+from hq.sql_stats import percentiles_by_group, whole_seconds
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _offer_figures(only: Sequence[int] | None) -> sa.Select[Any]:
 
 def _response_percentiles(only: Sequence[int] | None) -> sa.Select[Any]:
     o, c = dispatch_offers, consultations
-    responses = (sa.select(o.c.expert_id, ((c.c.accepted_ms - o.c.offered_ms) / 1000.0).label("response_s"))
+    responses = (sa.select(o.c.expert_id, whole_seconds(c.c.accepted_ms, o.c.offered_ms).label("response_s"))
                  .join(c, sa.and_(c.c.id == o.c.consultation_id, c.c.expert_id == o.c.expert_id))
                  .where(o.c.outcome == "accepted", c.c.accepted_ms.is_not(None), _filtered(o.c.expert_id, only))
                  .subquery("responses"))
@@ -85,17 +85,38 @@ def no_history(expert_id: int, now_ms: int) -> dict[str, Any]:
 
 
 def refresh(conn: sa.Connection, now_ms: int) -> int | None:
-    """Recompute every expert's figures into `expert_capability` in the caller's transaction; returns how many
-    experts have figures, or None when another HQ worker is refreshing right now (PostgreSQL)."""
+    """Recompute every expert's figures and write those that changed into `expert_capability`, in the caller's
+    transaction; returns how many experts' figures changed, or None when another HQ worker is refreshing right
+    now (PostgreSQL). Only changes are written: on SQLite the write lock (which ingest waits for) is held for a
+    few rows, not for every expert's."""
     if conn.dialect.name == "postgresql" and not conn.execute(
             sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PG_REFRESH_LOCK}).scalar():
         return None
     figures = compute(conn, now_ms)
-    conn.execute(expert_capability.delete())
-    rows = list(figures.values())
-    for start in range(0, len(rows), 5000):
-        conn.execute(expert_capability.insert(), rows[start:start + 5000])
-    return len(rows)
+    current = {int(r["expert_id"]): dict(r) for r in conn.execute(sa.select(expert_capability)).mappings()}
+    changed = [f for expert_id, f in figures.items() if _differs(current.get(expert_id), f)]
+    stale = [expert_id for expert_id in current if expert_id not in figures]
+    doomed = stale + [f["expert_id"] for f in changed if f["expert_id"] in current]
+    for start in range(0, len(doomed), 1000):
+        conn.execute(expert_capability.delete().where(expert_capability.c.expert_id.in_(doomed[start:start + 1000])))
+    for start in range(0, len(changed), 5000):
+        conn.execute(expert_capability.insert(), changed[start:start + 5000])
+    return len(changed) + len(stale)
+
+
+def _differs(stored: Mapping[str, Any] | None, fresh: Mapping[str, Any]) -> bool:
+    if stored is None:
+        return True
+    for name, value in fresh.items():
+        if name == "computed_ms":
+            continue
+        old = stored[name]
+        if isinstance(value, float) and isinstance(old, float):
+            if abs(value - old) > 1e-9 * max(1.0, abs(value)):
+                return True
+        elif value != old:
+            return True
+    return False
 
 
 def figures_of(conn: sa.Connection, expert_id: int, now_ms: int) -> dict[str, Any]:

@@ -187,6 +187,33 @@ class SchedulingSection:
 
 
 @dataclass(frozen=True)
+class ExpertsSection:
+    capability_refresh_s: float = field(default=60.0, metadata=_doc(
+        "How often every expert's capability figures (consultations done, response times, rating, advice "
+        "adoption) are recomputed from the consultation history for matching and the directory; an expert's "
+        "profile page always shows live figures."))
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.capability_refresh_s <= 86_400:
+            raise ValueError(f"capability_refresh_s {self.capability_refresh_s} must be 5-86400")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "IANA time zone of the metrics' hour of day and weekday (the demand heat map), e.g. Asia/Shanghai; "
+        "daylight saving time is honoured. The API's tz parameter overrides it per request."))
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as Asia/Shanghai") from None
+
+
+@dataclass(frozen=True)
 class ConsultationsSection:
     offers_per_round: int = field(default=3, metadata=_doc(
         "N: experts offered a consultation at once; the first to accept takes it, the others are withdrawn."))
@@ -249,33 +276,6 @@ class RecordsSection:
             raise ValueError(f"search_results {self.search_results} must be 1-500")
         if self.rollup_interval_s <= 0 or self.rollup_chunk_rows < 100:
             raise ValueError("rollup_interval_s must be > 0 and rollup_chunk_rows >= 100")
-
-
-@dataclass(frozen=True)
-class ExpertsSection:
-    capability_refresh_s: float = field(default=60.0, metadata=_doc(
-        "How often every expert's capability figures (consultations done, response times, rating, advice "
-        "adoption) are recomputed from the consultation history for matching and the directory; an expert's "
-        "profile page always shows live figures."))
-
-    def __post_init__(self) -> None:
-        if not 5 <= self.capability_refresh_s <= 86_400:
-            raise ValueError(f"capability_refresh_s {self.capability_refresh_s} must be 5-86400")
-
-
-@dataclass(frozen=True)
-class MetricsSection:
-    time_zone: str = field(default="UTC", metadata=_doc(
-        "IANA time zone of the metrics' hour of day and weekday (the demand heat map), e.g. Asia/Shanghai; "
-        "daylight saving time is honoured. The API's tz parameter overrides it per request."))
-
-    def __post_init__(self) -> None:
-        import zoneinfo
-
-        try:
-            zoneinfo.ZoneInfo(self.time_zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as Asia/Shanghai") from None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Consultation metrics: volume, response time (median, p90), duration, rating and advice adoption, overall or
-by clinic, expert, department, hour of day or weekday, and the demand heat map (weekday x hour), all by SQL
-aggregation over `consultations` so that a year of them is summarised in the database.
+by clinic, expert, department, hour of day, weekday or kind, and the demand heat map (weekday x hour), all by
+SQL aggregation over `consultations` so that a year of them is summarised in the database.
 
 Definitions. A consultation counts in the window by `requested_ms` (the clinic's request: demand). Response
 time: `accepted_ms - received_ms`, from HQ holding the request to an expert taking it (the time HQ and the
 experts answer for; a clinic's offline queueing is before `received_ms`), urgent and emergency consultations
-only (routine ones are booked ahead). Duration: `ended_ms - started_ms`. Median: mean of the middle one or
-two; p90: nearest rank. Hours and weekdays are local to the chosen time zone, daylight saving included
-(the zone's offsets over the window are folded into the SQL). Reads only; role scoping is the caller's
-`Scope`; CSV for export.
+only (routine ones are booked ahead). Duration: `ended_ms - started_ms`. Median (mean of the middle one or
+two) and p90 (nearest rank) are of whole seconds; the mean duration is exact. Hours and weekdays are local to
+the chosen time zone, daylight saving included (the zone's offsets over the window are folded into the SQL).
+Reads only; role scoping is the caller's `Scope`; CSV for export.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from hq.clock import iso_from_ms
 from hq.models import clinics, consultations, departments, experts
 from hq.query_params import ISO_EXPECTED, ParamError, parse_instant
-from hq.sql_stats import percentiles_by_group
+from hq.sql_stats import percentiles_by_group, whole_seconds
 
 DIMENSIONS = ("none", "clinic", "expert", "department", "hour", "weekday", "kind")
 KINDS = ("routine", "urgent", "emergency")
@@ -155,14 +155,18 @@ def weekday(local: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
 def _base(query: MetricsQuery, scope: Scope) -> sa.Select[Any]:
     c = consultations
     local = local_ms(c.c.requested_ms, query.time_zone, query.since_ms, query.until_ms)
+    # Keys are expressions (`|| ''`, `+ 0`), not bare columns: otherwise SQLite groups by walking the key's index
+    # and looks every consultation up from it, seconds instead of one pass over the table.
     keys: dict[str, sa.ColumnElement[Any]] = {
-        "none": sa.literal("all"), "clinic": c.c.clinic_id, "expert": c.c.expert_id,
-        "department": c.c.department_id, "hour": hour_of_day(local), "weekday": weekday(local), "kind": c.c.kind}
+        "none": sa.literal("all"), "clinic": c.c.clinic_id + "", "expert": c.c.expert_id + 0,
+        "department": c.c.department_id + 0, "hour": hour_of_day(local), "weekday": weekday(local),
+        "kind": c.c.kind + ""}
     response = sa.case((sa.and_(c.c.kind != "routine", c.c.accepted_ms.is_not(None)),
-                        (c.c.accepted_ms - c.c.received_ms) / 1000.0))
-    duration = sa.case((sa.and_(c.c.started_ms.is_not(None), c.c.ended_ms.is_not(None)),
-                        (c.c.ended_ms - c.c.started_ms) / 1000.0))
-    q = sa.select(keys[query.by].label("key"), response.label("response_s"), duration.label("duration_s"),
+                        whole_seconds(c.c.accepted_ms, c.c.received_ms)))
+    has_duration = sa.and_(c.c.started_ms.is_not(None), c.c.ended_ms.is_not(None))
+    q = sa.select(keys[query.by].label("key"), response.label("response_s"),
+                  sa.case((has_duration, whole_seconds(c.c.ended_ms, c.c.started_ms))).label("duration_s"),
+                  sa.case((has_duration, c.c.ended_ms - c.c.started_ms)).label("duration_ms"),
                   c.c.status, c.c.rating, c.c.advice_adopted) \
         .where(c.c.requested_ms >= query.since_ms, c.c.requested_ms < query.until_ms)
     for column, value in ((c.c.kind, query.kind), (c.c.clinic_id, query.clinic_id),
@@ -188,6 +192,7 @@ class Row:
     duration_median_s: float | None = None
     duration_p90_s: float | None = None
     duration_mean_s: float | None = None
+    durations: int = 0
     ratings: int = 0
     rating_avg: float | None = None
     adoption_answers: int = 0
@@ -219,36 +224,64 @@ def _float(value: Any) -> float | None:
 
 
 def compute(conn: sa.Connection, query: MetricsQuery, scope: Scope) -> Report:
-    """The figures per group, and for everything in the window (three aggregate queries each)."""
-    rows = _grouped(conn, query, scope)
-    overall = rows if query.by == "none" else _grouped(conn, replace(query, by="none"), scope)
-    return Report(query, rows, overall[0] if overall else Row("all", "all"))
-
-
-def _grouped(conn: sa.Connection, query: MetricsQuery, scope: Scope) -> list[Row]:
+    """The figures per group and for everything in the window: a counting statement and one per percentile
+    family, each one pass over the window's consultations (the total's counts are the groups' sums; its
+    percentiles are not, and take two more passes)."""
     base = _base(query, scope).subquery("base")
+    rows = _counts(conn, base)
+    _percentiles(conn, base, rows)
+    if query.by == "none":
+        total = next(iter(rows.values()), Row("all", "all"))
+    else:
+        total = _sum(rows.values())
+        _percentiles(conn, _base(replace(query, by="none"), scope).subquery("base"), {"all": total})
+    _label(conn, query.by, rows)
+    return Report(query, sorted(rows.values(), key=lambda row: _order(query.by, row)), total)
+
+
+def _counts(conn: sa.Connection, base: sa.Subquery) -> dict[Any, Row]:
     b = base.c
     counts = sa.select(
         b.key, sa.func.count().label("volume"),
         sa.func.sum(sa.case((b.status.in_(DONE), 1), else_=0)).label("done"),
         sa.func.sum(sa.case((b.status == "cancelled", 1), else_=0)).label("cancelled"),
-        sa.func.count(b.response_s).label("responses"), sa.func.avg(b.duration_s).label("duration_mean_s"),
+        sa.func.count(b.response_s).label("responses"), sa.func.count(b.duration_ms).label("durations"),
+        sa.func.avg(b.duration_ms / 1000.0).label("duration_mean_s"),
         sa.func.count(b.rating).label("ratings"), sa.func.avg(b.rating).label("rating_avg"),
         sa.func.count(b.advice_adopted).label("adoption_answers"),
         sa.func.sum(sa.case((b.advice_adopted.is_(True), 1), else_=0)).label("adopted")).group_by(b.key)
     rows: dict[Any, Row] = {}
-    for r in conn.execute(counts).mappings().all():
-        rows[r["key"]] = Row(r["key"], str(r["key"]), int(r["volume"]), int(r["done"] or 0), int(r["cancelled"] or 0),
-                             int(r["responses"]), duration_mean_s=_float(r["duration_mean_s"]),
-                             ratings=int(r["ratings"]), rating_avg=_float(r["rating_avg"]),
-                             adoption_answers=int(r["adoption_answers"]), adopted=int(r["adopted"] or 0))
+    for f in conn.execute(counts).mappings().all():
+        rows[f["key"]] = Row(f["key"], str(f["key"]), int(f["volume"]), int(f["done"] or 0), int(f["cancelled"] or 0),
+                             int(f["responses"]), durations=int(f["durations"]),
+                             duration_mean_s=_float(f["duration_mean_s"]), ratings=int(f["ratings"]),
+                             rating_avg=_float(f["rating_avg"]), adoption_answers=int(f["adoption_answers"]),
+                             adopted=int(f["adopted"] or 0))
+    return rows
+
+
+def _percentiles(conn: sa.Connection, base: sa.Subquery, rows: dict[Any, Row]) -> None:
+    """Each group's response and duration percentiles."""
     for value, prefix in (("response_s", "response"), ("duration_s", "duration")):
-        for r in conn.execute(percentiles_by_group(base, ["key"], value, [50, 90])).mappings().all():
-            if r["key"] in rows:
-                setattr(rows[r["key"]], f"{prefix}_median_s", _float(r["p50"]))
-                setattr(rows[r["key"]], f"{prefix}_p90_s", _float(r["p90"]))
-    _label(conn, query.by, rows)
-    return sorted(rows.values(), key=lambda row: _order(query.by, row))
+        for f in conn.execute(percentiles_by_group(base, ["key"], value, [50, 90])).mappings().all():
+            row = rows.get(f["key"])
+            if row is not None:
+                setattr(row, f"{prefix}_median_s", _float(f["p50"]))
+                setattr(row, f"{prefix}_p90_s", _float(f["p90"]))
+
+
+def _weighted(pairs: list[tuple[float | None, int]]) -> float | None:
+    weight = sum(n for v, n in pairs if v is not None)
+    return None if not weight else sum(v * n for v, n in pairs if v is not None) / weight
+
+
+def _sum(rows: Iterable[Row]) -> Row:
+    rows = list(rows)
+    return Row("all", "all", sum(r.volume for r in rows), sum(r.done for r in rows), sum(r.cancelled for r in rows),
+               sum(r.responses for r in rows), durations=sum(r.durations for r in rows),
+               duration_mean_s=_weighted([(r.duration_mean_s, r.durations) for r in rows]),
+               ratings=sum(r.ratings for r in rows), rating_avg=_weighted([(r.rating_avg, r.ratings) for r in rows]),
+               adoption_answers=sum(r.adoption_answers for r in rows), adopted=sum(r.adopted for r in rows))
 
 
 def _order(by: str, row: Row) -> tuple[Any, ...]:

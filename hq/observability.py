@@ -16,7 +16,8 @@ from aiohttp import web
 from gateway.prometheus import Family, render
 from gateway.replication import Replicator
 from hq import calls, db, queries
-from hq.appkeys import CALLS, ENGINE, HUB, INGEST, LINK, RECORDINGS
+from hq.appkeys import CALLS, ENGINE, EVENTS, HUB, INGEST, LINK, RECORDINGS
+from hq.observation_rollup import ROLLUP_STATS
 from hq.representations import gateway_json
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,24 @@ async def metrics(request: web.Request) -> web.Response:
         Family.single("hq_live_dropped_total", "counter",
                       "Live messages dropped for slow WebSocket clients (oldest first)", hub.dropped),
     ]
+    rollup = request.app.get(ROLLUP_STATS)
+    if rollup is not None:
+        families += [
+            Family.single("hq_rollup_rows_total", "counter", "Readings summed into the patients' daily timelines",
+                          rollup.rows),
+            Family.single("hq_rollup_provisional_patients_total", "counter",
+                          "Patient records made for device patient ids HQ did not know", rollup.provisional_patients),
+            Family.single("hq_rollup_failures_total", "counter", "Rollup transactions that failed (retried)",
+                          rollup.failures),
+        ]
+    events = request.app.get(EVENTS)
+    if events is not None:
+        families += [
+            Family.single("hq_gateway_events_handled_total", "counter",
+                          "Gateway events (emergencies, forms, check-ins, receipts) applied", events.handled_total),
+            Family.single("hq_gateway_events_rejected_total", "counter",
+                          "Gateway events rejected as malformed (kept, not applied)", events.rejected_total),
+        ]
     replicator = request.app.get(REPLICATOR)
     if replicator is not None:
         families += [

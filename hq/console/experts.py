@@ -1,70 +1,47 @@
 """The expert directory in the console and the JSON API: the directory (search and filters), profiles, editing
-(coordinators any profile, experts their own), credentials, review confirmations, the CSV import, and the
-department taxonomy. Every page has its JSON twin; every change is audited in its own transaction.
+(coordinators any profile, experts their own), credentials, review confirmations and the CSV import. Every
+page has its JSON twin; every change is audited in its own transaction.
 
-Thin handlers: the rules are in `hq.experts`, `hq.directory`, `hq.departments`, the markup in
-`hq.console.experts_html`.
+Thin handlers: the rules are in `hq.experts`, `hq.directory`, `hq.directory_import`, the markup in
+`hq.console.experts_html`; the taxonomy's pages are `hq.console.departments`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
 
-from hq import audit, departments, directory, experts, openapi
-from hq.appkeys import ENGINE
-from hq.auth import Actor, Role, forbidden, require
+from hq import audit, directory, directory_import, experts, openapi
+from hq.auth import Actor, Role, current_actor, forbidden, require
 from hq.clock import now_ms
 from hq.console import experts_html as pages
 from hq.console import html
-from hq.departments import DepartmentError
+from hq.console.api_calls import (
+    AUTH,
+    FIELD_ERROR,
+    MANAGERS,
+    NotFound,
+    api_call,
+    in_thread,
+    is_manager,
+    json_body,
+)
+from hq.console.departments import DEPARTMENT_FIELDS, all_departments
 from hq.expert_fields import FieldProblem
 from hq.expert_import import ENCODINGS, MAX_BYTES
-from hq.models import users
 from hq.query_params import ParamError
 
 routes = web.RouteTableDef()
-MANAGERS = (Role.COORDINATOR,)  # and admins, who pass every check
-T = TypeVar("T")
-
-
-class NotFound(LookupError):
-    """Not there, or not for this actor's eyes (another department's expert looks like none)."""
-
-
-def _json_error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-def _raise_json(cls: type[web.HTTPException], body: dict[str, Any]) -> NoReturn:
-    raise cls(text=json.dumps(body, ensure_ascii=False), content_type="application/json")
-
-
-async def _api(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn(engine, *args)` in a thread, its refusals as the API's 400/403/404 answers."""
-    try:
-        return await _in_thread(request, fn, *args)
-    except (NotFound, experts.ExpertNotFound, experts.CredentialNotFound) as exc:
-        _raise_json(web.HTTPNotFound, {"error": str(exc)})
-    except FieldProblem as exc:
-        _raise_json(web.HTTPBadRequest, exc.to_json())
-    except DepartmentError as exc:
-        cls = web.HTTPNotFound if exc.field == "department_id" else web.HTTPBadRequest
-        _raise_json(cls, {"error": str(exc), "field": exc.field})
-    except PermissionError as exc:
-        raise forbidden(request, str(exc)) from None
 
 
 async def _form(request: web.Request, actor: Actor, expert_id: int, fn: Callable[..., Any], *args: Any
                 ) -> web.Response:
     """A change from a profile page's form: back to the profile, or the profile with the problem."""
     try:
-        await _in_thread(request, fn, actor, expert_id, *args)
+        await in_thread(request, fn, actor, expert_id, *args)
     except (NotFound, experts.ExpertNotFound, experts.CredentialNotFound) as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     except FieldProblem as exc:
@@ -72,24 +49,6 @@ async def _form(request: web.Request, actor: Actor, expert_id: int, fn: Callable
     except PermissionError as exc:
         raise forbidden(request, str(exc)) from None
     raise web.HTTPSeeOther(f"/experts/{expert_id}")
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}', content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error": "the body must be a JSON object"}', content_type="application/json")
-    return body
-
-
-async def _in_thread(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.to_thread(fn, request.app[ENGINE], *args)
-
-
-def _is_manager(actor: Actor) -> bool:
-    return actor.role in (Role.ADMIN, Role.COORDINATOR)
 
 
 # ---- the work, in a thread ------------------------------------------------------------------------
@@ -113,11 +72,6 @@ def _profile(engine: sa.Engine, actor: Actor, expert_id: int) -> dict[str, Any]:
     return found
 
 
-def _departments(engine: sa.Engine) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return departments.list_departments(conn)
-
-
 def _create(engine: sa.Engine, actor: Actor, given: Mapping[str, Any]) -> int:
     with engine.begin() as conn:
         expert_id = experts.create_expert(conn, given)
@@ -128,7 +82,7 @@ def _create(engine: sa.Engine, actor: Actor, given: Mapping[str, Any]) -> int:
 def _update(engine: sa.Engine, actor: Actor, expert_id: int, given: Mapping[str, Any]) -> dict[str, Any]:
     if not directory.may_edit(actor, expert_id):
         raise PermissionError("coordinators edit profiles; experts their own")
-    if not _is_manager(actor) and set(given) - experts.SELF_EDITABLE:
+    if not is_manager(actor) and set(given) - experts.SELF_EDITABLE:
         raise PermissionError(f"experts may change {', '.join(sorted(experts.SELF_EDITABLE))} of their own profile; "
                               f"not {', '.join(sorted(set(given) - experts.SELF_EDITABLE))}")
     with engine.begin() as conn:
@@ -172,52 +126,8 @@ def _remove_credential(engine: sa.Engine, actor: Actor, expert_id: int, credenti
 
 def _import(engine: sa.Engine, actor: Actor, data: bytes, encoding: str, dry_run: bool, source: str
             ) -> dict[str, Any]:
-    return experts.import_file(engine, actor, data, encoding=encoding, dry_run=dry_run, source=source).to_json()
-
-
-def _department_heads(engine: sa.Engine) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.select(users.c.id, users.c.username).where(
-            users.c.role == "department_head", users.c.active.is_(True)).order_by(users.c.username)).mappings()]
-
-
-def _create_department(engine: sa.Engine, actor: Actor, given: Mapping[str, Any]) -> int:
-    with engine.begin() as conn:
-        department_id = departments.create_department(conn, str(given.get("code") or ""),
-                                                      str(given.get("name") or ""), str(given.get("name_zh") or ""))
-        audit.record(conn, actor, "department.create", "department", department_id,
-                     detail={k: given.get(k) for k in ("code", "name", "name_zh")})
-        return department_id
-
-
-def _add_synonym(engine: sa.Engine, actor: Actor, department_id: int, name: str) -> str:
-    with engine.begin() as conn:
-        key = departments.add_synonym(conn, department_id, name)
-        audit.record(conn, actor, "department.synonym.add", "department", department_id, detail={"name": name})
-        return key
-
-
-def _remove_synonym(engine: sa.Engine, actor: Actor, department_id: int, name: str) -> None:
-    with engine.begin() as conn:
-        departments.remove_synonym(conn, department_id, name)
-        audit.record(conn, actor, "department.synonym.remove", "department", department_id, detail={"name": name})
-
-
-def _set_heads(engine: sa.Engine, actor: Actor, department_id: int, user_ids: list[int]) -> None:
-    with engine.begin() as conn:
-        departments.set_heads(conn, department_id, user_ids)
-        audit.record(conn, actor, "department.heads.set", "department", department_id, detail={"user_ids": user_ids})
-
-
-def _department(engine: sa.Engine, department_id: int) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        return departments.get_department(conn, department_id)
-
-
-def _resolve(engine: sa.Engine, name: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        found = departments.resolve(conn, name)
-        return None if found is None else departments.get_department(conn, found)
+    return directory_import.import_file(engine, actor, data, encoding=encoding, dry_run=dry_run,
+                                        source=source).to_json()
 
 
 # ---- JSON API: experts --------------------------------------------------------------------------
@@ -229,7 +139,7 @@ def _expert_out(actor: Actor, expert: Mapping[str, Any]) -> dict[str, Any]:
 @routes.get("/api/v1/experts")
 async def api_experts(request: web.Request) -> web.Response:
     actor = await require(request)
-    query, rows, total = await _in_thread(request, _find, actor, dict(request.query))
+    query, rows, total = await in_thread(request, _find, actor, dict(request.query))
     return web.json_response({"experts": [_expert_out(actor, r) for r in rows], "total": total,
                               "limit": query.limit, "offset": query.offset})
 
@@ -237,15 +147,15 @@ async def api_experts(request: web.Request) -> web.Response:
 @routes.post("/api/v1/experts")
 async def api_create_expert(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
-    expert_id = await _api(request, _create, actor, await _body(request))
-    expert = await _api(request, _profile, actor, expert_id)
+    expert_id = await api_call(request, _create, actor, await json_body(request))
+    expert = await api_call(request, _profile, actor, expert_id)
     return web.json_response(_expert_out(actor, expert), status=201)
 
 
 @routes.get("/api/v1/experts/{expert_id:\\d+}")
 async def api_expert(request: web.Request) -> web.Response:
     actor = await require(request)
-    expert = await _api(request, _profile, actor, int(request.match_info["expert_id"]))
+    expert = await api_call(request, _profile, actor, int(request.match_info["expert_id"]))
     return web.json_response(_expert_out(actor, expert))
 
 
@@ -253,8 +163,8 @@ async def api_expert(request: web.Request) -> web.Response:
 async def api_update_expert(request: web.Request) -> web.Response:
     actor = await require(request)
     expert_id = int(request.match_info["expert_id"])
-    changed = await _api(request, _update, actor, expert_id, await _body(request))
-    expert = await _api(request, _profile, actor, expert_id)
+    changed = await api_call(request, _update, actor, expert_id, await json_body(request))
+    expert = await api_call(request, _profile, actor, expert_id)
     return web.json_response({**_expert_out(actor, expert), "changed": sorted(changed)})
 
 
@@ -262,13 +172,13 @@ async def api_update_expert(request: web.Request) -> web.Response:
 async def api_review(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
     expert_id = int(request.match_info["expert_id"])
-    await _api(request, _review, actor, expert_id)
-    return web.json_response(_expert_out(actor, await _api(request, _profile, actor, expert_id)))
+    await api_call(request, _review, actor, expert_id)
+    return web.json_response(_expert_out(actor, await api_call(request, _profile, actor, expert_id)))
 
 
 async def _credential_out(request: web.Request, actor: Actor, expert_id: int, credential_id: int
                           ) -> dict[str, Any]:
-    expert = await _api(request, _profile, actor, expert_id)
+    expert = await api_call(request, _profile, actor, expert_id)
     return next(c for c in _expert_out(actor, expert)["credentials"] if c["id"] == credential_id)
 
 
@@ -276,7 +186,7 @@ async def _credential_out(request: web.Request, actor: Actor, expert_id: int, cr
 async def api_add_credential(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
     expert_id = int(request.match_info["expert_id"])
-    credential_id = await _api(request, _add_credential, actor, expert_id, await _body(request))
+    credential_id = await api_call(request, _add_credential, actor, expert_id, await json_body(request))
     return web.json_response(await _credential_out(request, actor, expert_id, credential_id), status=201)
 
 
@@ -284,7 +194,7 @@ async def api_add_credential(request: web.Request) -> web.Response:
 async def api_update_credential(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
     expert_id, credential_id = int(request.match_info["expert_id"]), int(request.match_info["credential_id"])
-    changed = await _api(request, _update_credential, actor, expert_id, credential_id, await _body(request))
+    changed = await api_call(request, _update_credential, actor, expert_id, credential_id, await json_body(request))
     credential = await _credential_out(request, actor, expert_id, credential_id)
     return web.json_response({**credential, "changed": sorted(changed)})
 
@@ -293,7 +203,7 @@ async def api_update_credential(request: web.Request) -> web.Response:
 async def api_remove_credential(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
     expert_id, credential_id = int(request.match_info["expert_id"]), int(request.match_info["credential_id"])
-    await _api(request, _remove_credential, actor, expert_id, credential_id)
+    await api_call(request, _remove_credential, actor, expert_id, credential_id)
     return web.json_response({"removed": credential_id})
 
 
@@ -309,76 +219,8 @@ async def api_import(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
     encoding, dry_run = _import_options(request.query)
     data = await request.content.read(MAX_BYTES + 1)
-    report = await _in_thread(request, _import, actor, data, encoding, dry_run, "api")
+    report = await in_thread(request, _import, actor, data, encoding, dry_run, "api")
     return web.json_response(report, status=200 if report["committed"] or not report["errors"] else 422)
-
-
-# ---- JSON API: departments ----------------------------------------------------------------------
-def _department_out(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": d["id"], "code": d["code"], "name": d["name"], "name_zh": d["name_zh"],
-            "synonyms": [s["display"] for s in d["synonyms"]], "active_experts": d["active_experts"],
-            "heads": d["heads"]}
-
-
-@routes.get("/api/v1/departments")
-async def api_departments(request: web.Request) -> web.Response:
-    await require(request)
-    rows = await _in_thread(request, _departments)
-    return web.json_response({"departments": [_department_out(d) for d in rows]})
-
-
-@routes.get("/api/v1/departments/resolve")
-async def api_resolve_department(request: web.Request) -> web.Response:
-    await require(request)
-    name = request.query.get("name", "")
-    if not name.strip():
-        raise ParamError("name", "missing", "a department name or synonym, e.g. 心内科")
-    found = await _in_thread(request, _resolve, name)
-    if found is None:
-        return _json_error(404, f"{name!r} is not a known department or synonym")
-    return web.json_response(_department_out(found))
-
-
-async def _department_answer(request: web.Request, department_id: int, status: int = 200) -> web.Response:
-    found = await _api(request, _department, department_id)
-    if found is None:
-        return _json_error(404, f"no department {department_id}")
-    return web.json_response(_department_out(found), status=status)
-
-
-@routes.post("/api/v1/departments")
-async def api_create_department(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    department_id = await _api(request, _create_department, actor, await _body(request))
-    return await _department_answer(request, department_id, 201)
-
-
-@routes.post("/api/v1/departments/{department_id:\\d+}/synonyms")
-async def api_add_synonym(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    department_id = int(request.match_info["department_id"])
-    body = await _body(request)
-    await _api(request, _add_synonym, actor, department_id, str(body.get("name") or ""))
-    return await _department_answer(request, department_id, 201)
-
-
-@routes.delete("/api/v1/departments/{department_id:\\d+}/synonyms")
-async def api_remove_synonym(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    department_id = int(request.match_info["department_id"])
-    await _api(request, _remove_synonym, actor, department_id, request.query.get("name", ""))
-    return await _department_answer(request, department_id)
-
-
-@routes.put("/api/v1/departments/{department_id:\\d+}/heads")
-async def api_set_heads(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    department_id = int(request.match_info["department_id"])
-    user_ids = (await _body(request)).get("user_ids")
-    if not isinstance(user_ids, list) or not all(isinstance(u, int) and not isinstance(u, bool) for u in user_ids):
-        return _json_error(400, "user_ids: expected a list of user ids", field="user_ids")
-    await _api(request, _set_heads, actor, department_id, user_ids)
-    return await _department_answer(request, department_id)
 
 
 # ---- console pages ------------------------------------------------------------------------------
@@ -386,18 +228,18 @@ async def api_set_heads(request: web.Request) -> web.Response:
 async def directory_page(request: web.Request) -> web.Response:
     actor = await require(request)
     params = {k: v for k, v in request.query.items() if v}
-    all_departments = await _in_thread(request, _departments)
+    known = await in_thread(request, all_departments)
     try:
-        query, rows, total = await _in_thread(request, _find, actor, params)
+        query, rows, total = await in_thread(request, _find, actor, params)
     except ParamError as exc:
-        page = pages.directory_page(actor, [], 0, params, all_departments, full=directory.sees_full_profiles(actor),
-                                    can_manage=_is_manager(actor), limit=50, offset=0, error=str(exc))
+        page = pages.directory_page(actor, [], 0, params, known, full=directory.sees_full_profiles(actor),
+                                    can_manage=is_manager(actor), limit=50, offset=0, error=str(exc))
         return html.response(page, status=400)
     scope = directory.department_scope(actor)
-    shown = [d for d in all_departments if scope is None or d["id"] in scope]
+    shown = [d for d in known if scope is None or d["id"] in scope]
     return html.response(pages.directory_page(actor, rows, total, params, shown,
                                               full=directory.sees_full_profiles(actor),
-                                              can_manage=_is_manager(actor), limit=query.limit, offset=query.offset))
+                                              can_manage=is_manager(actor), limit=query.limit, offset=query.offset))
 
 
 def _profile_json(actor: Actor, expert: Mapping[str, Any]) -> dict[str, Any]:
@@ -408,12 +250,12 @@ def _profile_json(actor: Actor, expert: Mapping[str, Any]) -> dict[str, Any]:
 async def _show_profile(request: web.Request, actor: Actor, expert_id: int, error: str | None = None,
                         status: int = 200) -> web.Response:
     try:
-        expert = await _in_thread(request, _profile, actor, expert_id)
+        expert = await in_thread(request, _profile, actor, expert_id)
     except NotFound:
         raise web.HTTPNotFound(text=f"No expert {expert_id}") from None
     full = directory.sees_full_profiles(actor) or actor.expert_id == expert_id
     page = pages.profile_page(actor, _profile_json(actor, expert), full=full,
-                              can_edit=directory.may_edit(actor, expert_id), can_manage=_is_manager(actor),
+                              can_edit=directory.may_edit(actor, expert_id), can_manage=is_manager(actor),
                               error=error)
     return html.response(page, status=status)
 
@@ -441,9 +283,9 @@ async def _form_fields(request: web.Request, allowed: frozenset[str] | tuple[str
 @routes.get("/experts/new")
 async def new_expert_page(request: web.Request) -> web.Response:
     actor = await require(request, *MANAGERS)
-    all_departments = await _in_thread(request, _departments)
+    known = await in_thread(request, all_departments)
     return html.response(pages.profile_form(actor, {"time_zone": "Asia/Shanghai", "languages": "zh",
-                                                    "daily_cap": "8"}, all_departments, action="/experts",
+                                                    "daily_cap": "8"}, known, action="/experts",
                                             title="Add an expert", self_edit=False))
 
 
@@ -453,10 +295,10 @@ async def create_expert_form(request: web.Request) -> web.Response:
     given = await _form_fields(request, experts.PROFILE_FIELDS)
     given = {k: v for k, v in given.items() if v.strip() or k == "name"}
     try:
-        expert_id = await _in_thread(request, _create, actor, given)
+        expert_id = await in_thread(request, _create, actor, given)
     except FieldProblem as exc:
-        all_departments = await _in_thread(request, _departments)
-        page = pages.profile_form(actor, given, all_departments, action="/experts", title="Add an expert",
+        known = await in_thread(request, all_departments)
+        page = pages.profile_form(actor, given, known, action="/experts", title="Add an expert",
                                   self_edit=False, error=str(exc))
         return html.response(page, status=400)
     raise web.HTTPSeeOther(f"/experts/{expert_id}")
@@ -469,31 +311,31 @@ async def edit_expert_page(request: web.Request) -> web.Response:
     if not directory.may_edit(actor, expert_id):
         raise forbidden(request, "coordinators edit profiles; experts their own")
     try:
-        expert = await _in_thread(request, _profile, actor, expert_id)
+        expert = await in_thread(request, _profile, actor, expert_id)
     except NotFound:
         raise web.HTTPNotFound(text=f"No expert {expert_id}") from None
-    all_departments = await _in_thread(request, _departments)
-    return html.response(pages.profile_form(actor, _form_values(expert), all_departments,
+    known = await in_thread(request, all_departments)
+    return html.response(pages.profile_form(actor, _form_values(expert), known,
                                             action=f"/experts/{expert_id}/edit", title=f"Edit {expert['name']}",
-                                            self_edit=not _is_manager(actor)))
+                                            self_edit=not is_manager(actor)))
 
 
 @routes.post("/experts/{expert_id:\\d+}/edit")
 async def edit_expert_form(request: web.Request) -> web.Response:
     actor = await require(request)
     expert_id = int(request.match_info["expert_id"])
-    allowed = experts.PROFILE_FIELDS if _is_manager(actor) else tuple(experts.SELF_EDITABLE)
+    allowed = experts.PROFILE_FIELDS if is_manager(actor) else tuple(experts.SELF_EDITABLE)
     given = await _form_fields(request, allowed)
     try:
-        await _in_thread(request, _update, actor, expert_id, given)
+        await in_thread(request, _update, actor, expert_id, given)
     except PermissionError as exc:
         raise forbidden(request, str(exc)) from None
     except (experts.ExpertNotFound, NotFound):
         raise web.HTTPNotFound(text=f"No expert {expert_id}") from None
     except FieldProblem as exc:
-        all_departments = await _in_thread(request, _departments)
-        page = pages.profile_form(actor, given, all_departments, action=f"/experts/{expert_id}/edit",
-                                  title="Edit profile", self_edit=not _is_manager(actor), error=str(exc))
+        known = await in_thread(request, all_departments)
+        page = pages.profile_form(actor, given, known, action=f"/experts/{expert_id}/edit",
+                                  title="Edit profile", self_edit=not is_manager(actor), error=str(exc))
         return html.response(page, status=400)
     raise web.HTTPSeeOther(f"/experts/{expert_id}")
 
@@ -538,8 +380,19 @@ async def import_page(request: web.Request) -> web.Response:
 
 @routes.post("/experts/import")
 async def import_form(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    form = await request.post()
+    try:
+        actor = await require(request, *MANAGERS)
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        # The console's forms are read whole, up to aiohttp's request limit; the API streams larger files.
+        who = await current_actor(request)
+        if who is None or not is_manager(who):
+            raise
+        limit = int(getattr(request.app, "_client_max_size", 1024**2))  # aiohttp keeps no public accessor
+        problem = (f"The file is larger than one console upload may be ({limit // 1024:,} KB, about "
+                   f"{limit // 150:,} experts). Split it, or send it to POST /api/v1/experts/import, which takes up "
+                   f"to {MAX_BYTES // 1024 // 1024} MB.")
+        return html.response(pages.import_page(who, error=problem), status=413)
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         return html.response(pages.import_page(actor, error="Choose a CSV file to upload."), status=400)
@@ -548,58 +401,13 @@ async def import_form(request: web.Request) -> web.Response:
         encoding, dry_run = _import_options({k: str(v) for k, v in form.items() if isinstance(v, str)})
     except ParamError as exc:
         return html.response(pages.import_page(actor, error=str(exc)), status=400)
-    report = await _in_thread(request, _import, actor, data, encoding, dry_run, f"upload {upload.filename}")
+    report = await in_thread(request, _import, actor, data, encoding, dry_run, f"upload {upload.filename}")
     status = 200 if report["committed"] or not report["errors"] else 422
     return html.response(pages.import_page(actor, report), status=status)
 
 
-@routes.get("/departments")
-async def departments_page(request: web.Request) -> web.Response:
-    actor = await require(request)
-    rows = await _in_thread(request, _departments)
-    heads = await _in_thread(request, _department_heads) if _is_manager(actor) else []
-    return html.response(pages.departments_page(actor, rows, can_manage=_is_manager(actor), heads=heads))
-
-
-async def _department_form(request: web.Request, actor: Actor, fn: Callable[..., Any], *args: Any) -> web.Response:
-    """A change from the departments page: back to it, or the page with the problem."""
-    try:
-        await _in_thread(request, fn, actor, *args)
-    except DepartmentError as exc:
-        rows = await _in_thread(request, _departments)
-        heads = await _in_thread(request, _department_heads)
-        page = pages.departments_page(actor, rows, can_manage=True, heads=heads, error=str(exc))
-        return html.response(page, status=400)
-    raise web.HTTPSeeOther("/departments")
-
-
-@routes.post("/departments")
-async def create_department_form(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    form = await request.post()
-    return await _department_form(request, actor, _create_department, {k: str(v) for k, v in form.items()})
-
-
-@routes.post("/departments/{department_id:\\d+}/synonyms")
-async def add_synonym_form(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    form = await request.post()
-    return await _department_form(request, actor, _add_synonym, int(request.match_info["department_id"]),
-                                  str(form.get("name", "")))
-
-
-@routes.post("/departments/{department_id:\\d+}/heads")
-async def set_heads_form(request: web.Request) -> web.Response:
-    actor = await require(request, *MANAGERS)
-    form = await request.post()
-    user_ids = [int(str(v)) for v in form.getall("user_id", []) if str(v).isdigit()]
-    return await _department_form(request, actor, _set_heads, int(request.match_info["department_id"]), user_ids)
-
-
 # ---- OpenAPI ------------------------------------------------------------------------------------
-_DEPARTMENT_FIELDS: dict[str, Any] = {"id": {"type": "integer"}, "code": {"type": "string"},
-                                      "name": {"type": "string"}, "name_zh": {"type": "string"}}
-_DEPARTMENT_REF = {"type": "object", "properties": _DEPARTMENT_FIELDS}
+_DEPARTMENT_REF = {"type": "object", "properties": DEPARTMENT_FIELDS}
 _CAPABILITY = {"type": "object", "description": "Figures from history (consultations, dispatch offers)",
                "properties": {
                    "consultations_done": {"type": "integer", "description": "Reported or closed"},
@@ -642,11 +450,8 @@ _PROFILE_INPUT = {"type": "object", "additionalProperties": False, "properties":
     "tags": {"type": ["array", "string"], "items": {"type": "string"}}, "daily_cap": {"type": "integer"},
     "active": {"type": "boolean"}, "external_ref": {"type": ["string", "null"]},
     "username": {"type": ["string", "null"], "description": "A console account with the role expert, to link"}}}
-_FIELD_ERROR = openapi.ok({"type": "object", "properties": {"error": {"type": "string"}, "field": {"type": "string"},
-                                                            "expected": {"type": "string"}}},
-                          "A field is invalid; the body names it and what was expected")
 _DEPARTMENT = {"type": "object", "properties": {
-    **_DEPARTMENT_FIELDS, "synonyms": {"type": "array", "items": {"type": "string"}},
+    **DEPARTMENT_FIELDS, "synonyms": {"type": "array", "items": {"type": "string"}},
     "active_experts": {"type": "integer"},
     "heads": {"type": "array", "items": {"type": "object", "properties": {
         "user_id": {"type": "integer"}, "username": {"type": "string"}, "display_name": {"type": "string"}}}}}}
@@ -685,41 +490,41 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "responses": {"200": openapi.ok({"type": "object", "properties": {
                     "experts": {"type": "array", "items": EXPERT_SCHEMA}, "total": {"type": "integer"},
                     "limit": {"type": "integer"}, "offset": {"type": "integer"}}}),
-                    "400": openapi.bad_request(), **_AUTH}},
+                    "400": openapi.bad_request(), **AUTH}},
         "post": {"summary": "Add an expert (coordinators); audited",
                  "requestBody": openapi.json_body({**_PROFILE_INPUT, "required": ["name", "department"]}),
-                 "responses": {"201": openapi.ok(EXPERT_SCHEMA, "Created"), "400": _FIELD_ERROR, **_AUTH}}},
+                 "responses": {"201": openapi.ok(EXPERT_SCHEMA, "Created"), "400": FIELD_ERROR, **AUTH}}},
     "/api/v1/experts/{expert_id}": {
         "get": {"summary": "One expert's profile: credentials, live capability figures, review flags",
                 "parameters": [_EXPERT_ID],
-                "responses": {"200": openapi.ok(EXPERT_SCHEMA), "404": _NOT_FOUND, **_AUTH}},
+                "responses": {"200": openapi.ok(EXPERT_SCHEMA), "404": _NOT_FOUND, **AUTH}},
         "patch": {"summary": "Change profile fields (coordinators; experts their own title, hospital, scope, time "
                              "zone, languages and tags); audited",
                   "parameters": [_EXPERT_ID], "requestBody": openapi.json_body(_PROFILE_INPUT),
                   "responses": {"200": openapi.ok({**EXPERT_SCHEMA, "properties": {
                       **_EXPERT_FIELDS, "changed": {"type": "array", "items": {"type": "string"}}}}),
-                      "400": _FIELD_ERROR, "404": _NOT_FOUND, **_AUTH}}},
+                      "400": FIELD_ERROR, "404": _NOT_FOUND, **AUTH}}},
     "/api/v1/experts/{expert_id}/review": {"post": {
         "summary": "Confirm the profile is current (coordinators): the six-month review clocks restart; audited",
-        "parameters": [_EXPERT_ID], "responses": {"200": openapi.ok(EXPERT_SCHEMA), "404": _NOT_FOUND, **_AUTH}}},
+        "parameters": [_EXPERT_ID], "responses": {"200": openapi.ok(EXPERT_SCHEMA), "404": _NOT_FOUND, **AUTH}}},
     "/api/v1/experts/{expert_id}/credentials": {"post": {
         "summary": "Add a credential (coordinators); an expired credential keeps the expert out of matching; audited",
         "parameters": [_EXPERT_ID],
         "requestBody": openapi.json_body({"type": "object", "required": ["kind"], "properties": {
             "kind": {"type": "string"}, "identifier": {"type": "string"}, "issuer": {"type": "string"},
             "expires_on": {"type": ["string", "null"], "format": "date"}}}),
-        "responses": {"201": openapi.ok(_CREDENTIAL, "Created"), "400": _FIELD_ERROR, "404": _NOT_FOUND, **_AUTH}}},
+        "responses": {"201": openapi.ok(_CREDENTIAL, "Created"), "400": FIELD_ERROR, "404": _NOT_FOUND, **AUTH}}},
     "/api/v1/experts/{expert_id}/credentials/{credential_id}": {
         "patch": {"summary": "Change a credential, e.g. renew it with a new expiry (coordinators); audited",
                   "parameters": [_EXPERT_ID, _CREDENTIAL_ID],
                   "requestBody": openapi.json_body({"type": "object", "properties": {
                       "kind": {"type": "string"}, "identifier": {"type": "string"}, "issuer": {"type": "string"},
                       "expires_on": {"type": ["string", "null"], "format": "date"}}}),
-                  "responses": {"200": openapi.ok(_CREDENTIAL), "400": _FIELD_ERROR, "404": _NOT_FOUND, **_AUTH}},
+                  "responses": {"200": openapi.ok(_CREDENTIAL), "400": FIELD_ERROR, "404": _NOT_FOUND, **AUTH}},
         "delete": {"summary": "Remove a credential (coordinators); audited",
                    "parameters": [_EXPERT_ID, _CREDENTIAL_ID],
                    "responses": {"200": openapi.ok({"type": "object", "properties": {"removed": {"type": "integer"}}}),
-                                 "404": _NOT_FOUND, **_AUTH}}},
+                                 "404": _NOT_FOUND, **AUTH}}},
     "/api/v1/experts/import": {"post": {
         "summary": "Import experts from a CSV file (coordinators): all or nothing, every problem listed by row and "
                    "column; a known ref updates that expert; audited",
@@ -730,33 +535,5 @@ OPENAPI_PATHS: dict[str, Any] = {
             "text/csv": {"schema": {"type": "string", "format": "binary"}}}},
         "responses": {"200": openapi.ok(_IMPORT_REPORT, "Imported (or, with dry_run, checked: no errors)"),
                       "422": openapi.ok(_IMPORT_REPORT, "The file has problems; nothing was imported"),
-                      "400": openapi.bad_request(), **_AUTH}}},
-    "/api/v1/departments": {
-        "get": {"summary": "The department taxonomy: each department with every name it goes by",
-                "responses": {"200": openapi.ok({"type": "object", "properties": {
-                    "departments": {"type": "array", "items": _DEPARTMENT}}}), **_AUTH}},
-        "post": {"summary": "Add a department (coordinators); audited",
-                 "requestBody": openapi.json_body({"type": "object", "required": ["code", "name"], "properties": {
-                     "code": {"type": "string"}, "name": {"type": "string"}, "name_zh": {"type": "string"}}}),
-                 "responses": {"201": openapi.ok(_DEPARTMENT, "Created"), "400": _FIELD_ERROR, **_AUTH}}},
-    "/api/v1/departments/resolve": {"get": {
-        "summary": "The department a name means (any synonym, Chinese or English, any case or width)",
-        "parameters": [{**openapi.param("name", "e.g. 心脏内科 or 'Dept. of Cardiology'"), "required": True}],
-        "responses": {"200": openapi.ok(_DEPARTMENT), "404": _NOT_FOUND, "400": openapi.bad_request(), **_AUTH}}},
-    "/api/v1/departments/{department_id}/synonyms": {
-        "post": {"summary": "Another name for the department (coordinators); one name means one department; audited",
-                 "parameters": [_DEPARTMENT_ID],
-                 "requestBody": openapi.json_body({"type": "object", "required": ["name"],
-                                                   "properties": {"name": {"type": "string"}}}),
-                 "responses": {"201": openapi.ok(_DEPARTMENT, "Added"), "400": _FIELD_ERROR, "404": _NOT_FOUND,
-                               **_AUTH}},
-        "delete": {"summary": "Forget a name of the department (not its own names); audited",
-                   "parameters": [_DEPARTMENT_ID, {**openapi.param("name", "The name to forget"), "required": True}],
-                   "responses": {"200": openapi.ok(_DEPARTMENT), "400": _FIELD_ERROR, "404": _NOT_FOUND, **_AUTH}}},
-    "/api/v1/departments/{department_id}/heads": {"put": {
-        "summary": "Set the department's heads (users with the role department_head); audited",
-        "parameters": [_DEPARTMENT_ID],
-        "requestBody": openapi.json_body({"type": "object", "required": ["user_ids"], "properties": {
-            "user_ids": {"type": "array", "items": {"type": "integer"}}}}),
-        "responses": {"200": openapi.ok(_DEPARTMENT), "400": _FIELD_ERROR, "404": _NOT_FOUND, **_AUTH}}},
+                      "400": openapi.bad_request(), **AUTH}}},
 }

@@ -7,6 +7,7 @@ No routes here: `hq.console.patients` (search, registration, timeline), `patient
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -44,7 +45,7 @@ def json_error(status: int, message: str, field: str | None = None) -> web.Respo
 
 def not_found(request: web.Request, message: str) -> web.HTTPException:
     if request.path.startswith("/api/"):
-        return web.HTTPNotFound(text=f'{{"error": "{message}"}}', content_type="application/json")
+        return web.HTTPNotFound(text=json.dumps({"error": message}), content_type="application/json")
     return web.HTTPNotFound(text=message)
 
 
@@ -92,10 +93,10 @@ def merge_json(m: Mapping[str, Any]) -> dict[str, Any]:
             "undone": iso_from_ms(m["undone_ms"]), "moved": m["moved"]}
 
 
-
-IDENTIFIER_SCHEMA = {"type": "object", "properties": {"clinic_id": {"type": "string"}, "clinic": {"type": "string"},
-                                                "mrn": {"type": "string", "description": "The clinic's record "
-                                                        "number; what its devices send as the patient id"}}}
+# ---- OpenAPI schemas -------------------------------------------------------------------------------
+IDENTIFIER_SCHEMA = {"type": "object", "properties": {
+    "clinic_id": {"type": "string"}, "clinic": {"type": "string"},
+    "mrn": {"type": "string", "description": "The clinic's record number; what its devices send as the patient id"}}}
 
 PATIENT_SCHEMA = {"type": "object", "properties": {
     "patient_id": {"type": "integer"}, "name": {"type": "string"}, "family_name": {"type": ["string", "null"]},
@@ -118,4 +119,4 @@ ERRORS = {"401": openapi.UNAUTHORIZED, "403": openapi.FORBIDDEN}
 FIELD_ERROR = openapi.ok(openapi.ERROR, "A field is wrong; `field` names it")
 
 PATIENT_ID_PARAM = openapi.path_param("patient_id", "The HQ patient id (a merged-away id answers for its survivor)",
-                          {"type": "integer"})
+                                      {"type": "integer"})

@@ -128,7 +128,7 @@ async def api_imaging_file(request: web.Request) -> web.StreamResponse:
 
 
 
-# ---- OpenAPI ---
+# ---- OpenAPI ------------------------------------------------------------------------------------
 _IMAGING = {"type": "object", "properties": {
     "imaging_id": {"type": "integer"}, "patient_id": {"type": "integer"}, "filename": {"type": ["string", "null"]},
     "modality": {"type": ["string", "null"]}, "study_date": {"type": ["string", "null"], "format": "date"},

@@ -173,7 +173,7 @@ async def dismiss_form(request: web.Request) -> web.Response:
 
 
 
-# ---- OpenAPI ---
+# ---- OpenAPI ------------------------------------------------------------------------------------
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/patients/duplicates": {"get": {
         "summary": "Open duplicate candidates: pairs of records that may be one person (coordinators)",

@@ -309,7 +309,7 @@ async def lookup_page(request: web.Request) -> web.Response:
 
 
 
-# ---- OpenAPI ---
+# ---- OpenAPI ------------------------------------------------------------------------------------
 _TIMELINE = {"type": "object", "properties": {
     "since": {"type": "string"}, "until": {"type": "string"},
     "vitals_by_day": {"type": "array", "description": "Per UTC day: readings per metric (count, min, mean, max), "

@@ -239,3 +239,28 @@ async def test_metrics_api_scoped_by_role_with_an_audited_csv_export(broker: Mos
                 s.get(hq.url + "/consultation-metrics?by=hour") as r:
             page = await r.text()
         assert r.status == 200 and "Demand by weekday and hour" in page and 'class="heat heat-9"' in page
+
+
+async def test_a_console_upload_too_large_for_a_form_is_refused_with_what_to_do(broker: Mosquitto,
+                                                                               sqlite_url: str) -> None:
+    async with running_hq(hq_config(broker, sqlite_url)) as hq:
+        await asyncio.to_thread(accounts.add_user, sqlite_url, "coord", "coordinator")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            await browser.post(hq.url + "/login", data={"username": "coord", "password": accounts.PASSWORD,
+                                                        "next": "/"}, allow_redirects=False)
+            me = await (await browser.get(hq.url + "/api/v1/me")).json()
+            header = "ref,name,department,time_zone,languages\n"
+            big = header + "".join(f"R{i},Dr. Expert Number {i},心内科,Asia/Shanghai,zh;en\n" for i in range(30_000))
+            assert len(big.encode()) > 1024**2
+            form = aiohttp.FormData()
+            form.add_field("csrf_token", me["csrf_token"])
+            form.add_field("encoding", "utf-8")
+            form.add_field("file", big.encode(), filename="big.csv", content_type="text/csv")
+            async with browser.post(hq.url + "/experts/import", data=form) as r:
+                assert r.status == 413
+                assert "POST /api/v1/experts/import" in await r.text()
+            small = aiohttp.FormData()
+            small.add_field("csrf_token", me["csrf_token"])
+            small.add_field("file", (header + "R1,Dr. Li,心内科,Asia/Shanghai,zh\n").encode(), filename="s.csv")
+            async with browser.post(hq.url + "/experts/import", data=small) as r:
+                assert r.status == 200 and "Imported: 1 added" in await r.text()

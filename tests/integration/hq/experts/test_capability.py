@@ -1,5 +1,6 @@
 """Capability figures by SQL aggregation over consultations and dispatch offers, on SQLite and PostgreSQL, equal
-to the same figures computed by hand in Python (median: mean of the middle two; p90: nearest rank)."""
+to the same figures computed by hand in Python (whole seconds; median: mean of the middle two; p90: nearest
+rank)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_figures_match_a_hand_computation(engine: sa.Engine) -> None:
                 other = ids[(ids.index(expert) + 1) % 3]
                 conn.execute(dispatch_offers.insert().values(consultation_id=cid, expert_id=other, round=1,
                                                              offered_ms=NOW - 9_000_000, outcome="withdrawn"))
-                responses.append(response_ms / 1000)
+                responses.append((response_ms + 500) // 1000)  # whole seconds, half up
                 ratings += [rating] if rating is not None else []
                 adopted += [adoption] if adoption is not None else []
                 done += status in ("closed", "reported")
@@ -56,6 +57,7 @@ def test_figures_match_a_hand_computation(engine: sa.Engine) -> None:
                                     answers=len(adopted), adopted=sum(adopted), last=NOW - 8_000_000 + cid,
                                     accepted=n)
         assert capability.refresh(conn, NOW) == 3
+        assert capability.refresh(conn, NOW + 1) == 0  # nothing changed: nothing written
     with engine.connect() as conn:
         stored = {r["expert_id"]: dict(r) for r in conn.execute(sa.select(expert_capability)).mappings()}
         for expert, want in expected.items():
@@ -91,7 +93,7 @@ def test_refresh_replaces_the_figures(engine: sa.Engine) -> None:
                                                    received_ms=NOW, accepted_ms=NOW + 90_000))
         conn.execute(dispatch_offers.insert().values(consultation_id=2, expert_id=expert, round=1, offered_ms=NOW,
                                                      outcome="accepted"))
-        capability.refresh(conn, NOW + 1)
+        assert capability.refresh(conn, NOW + 1) == 1
         row = conn.execute(sa.select(expert_capability)).mappings().one()
         assert (row["consultations_done"], row["median_response_s"], row["p90_response_s"]) == (2, 60.0, 90.0)
         assert row["computed_ms"] == NOW + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hq import accounts, directory, experts
+from hq import accounts, directory, directory_import
 from hq.models import audit_log
 from hq.models import experts as expert_rows
 
@@ -24,12 +24,12 @@ def test_import_creates_then_updates_by_ref_and_audits_each_change(engine: sa.En
         accounts.create_user(conn, "dr-li", "expert")
     first = HEADER + ("R1,Dr. Li,心内科,Asia/Shanghai,zh;en,arrhythmia,dr-li,medical license,L-1,2027-06-30\n"
                       "R2,Dr. Wang,神经内科,Asia/Shanghai,zh,,,,,\n")
-    report = experts.import_file(engine, SYSTEM, first.encode())
+    report = directory_import.import_file(engine, SYSTEM, first.encode())
     assert report.committed and report.errors == [] and len(report.created) == 2 and report.rows == 2
     again = HEADER + ("R1,Dr. Li,心内科,Asia/Shanghai,zh;en,arrhythmia;heart failure,dr-li,medical license,L-1,"
                       "2029-06-30\n"
                       "R2,Dr. Wang,神经内科,Asia/Shanghai,zh,,,,,\n")
-    report = experts.import_file(engine, SYSTEM, again.encode())
+    report = directory_import.import_file(engine, SYSTEM, again.encode())
     assert report.committed and report.created == [] and len(report.updated) == 1 and len(report.unchanged) == 1
     li = next(iter(report.updated))
     assert set(report.updated[li]) == {"tags", "credential medical license expires_on"}
@@ -51,12 +51,12 @@ def test_a_file_with_any_error_changes_nothing_and_lists_every_error(engine: sa.
                      "R2,Dr. Wang,Astrology,Asia/Shanghai,zh,,,,,\n"
                      "R3,Dr. Zhao,心内科,Asia/Shanghai,zh,,coord,,,\n"  # only the database knows coord's role
                      "R4,Dr. Sun,心内科,Asia/Shanghai,zh,,nobody,,,\n")
-    report = experts.import_file(engine, SYSTEM, text.encode())
+    report = directory_import.import_file(engine, SYSTEM, text.encode())
     assert not report.committed
     # The file's own errors come first; the database's are only looked for once the file is clean.
     assert [(e.row, e.column) for e in report.errors] == [(3, "department")]
     clean = text.replace("Astrology", "Neurology")
-    report = experts.import_file(engine, SYSTEM, clean.encode())
+    report = directory_import.import_file(engine, SYSTEM, clean.encode())
     assert not report.committed
     assert [(e.row, e.column, e.message) for e in report.errors] == [
         (4, "username", "'coord' has the role coordinator"), (5, "username", "no console account 'nobody'")]
@@ -67,7 +67,7 @@ def test_a_file_with_any_error_changes_nothing_and_lists_every_error(engine: sa.
 
 def test_a_dry_run_checks_everything_and_writes_nothing(engine: sa.Engine) -> None:
     text = HEADER + "R1,Dr. Li,心内科,Asia/Shanghai,zh,,,,,\n"
-    report = experts.import_file(engine, SYSTEM, text.encode(), dry_run=True)
+    report = directory_import.import_file(engine, SYSTEM, text.encode(), dry_run=True)
     assert not report.committed and report.dry_run and report.errors == [] and len(report.created) == 1
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(expert_rows)).scalar() == 0
@@ -77,5 +77,5 @@ def test_a_dry_run_checks_everything_and_writes_nothing(engine: sa.Engine) -> No
 def test_a_thousand_rows_in_one_go(engine: sa.Engine) -> None:
     rows = "".join(f"R{i},Dr. {i},{'心内科' if i % 2 else 'ENT'},Asia/Shanghai,zh;en,tag{i % 7},,license,L{i},"
                    "2030-01-01\n" for i in range(1000))
-    report = experts.import_file(engine, SYSTEM, (HEADER + rows).encode())
+    report = directory_import.import_file(engine, SYSTEM, (HEADER + rows).encode())
     assert report.committed and len(report.created) == 1000

@@ -66,9 +66,10 @@ def expected(rows: list[dict[str, Any]], by: str) -> dict[Any, dict[str, Any]]:
         groups[key].append(r)
     out = {}
     for key, members in groups.items():
-        responses = [(r["accepted_ms"] - r["received_ms"]) / 1000 for r in members
+        responses = [(r["accepted_ms"] - r["received_ms"] + 500) // 1000 for r in members  # whole seconds
                      if r["kind"] != "routine" and r["accepted_ms"] is not None]
-        durations = [(r["ended_ms"] - r["started_ms"]) / 1000 for r in members if r["ended_ms"] is not None]
+        durations = [(r["ended_ms"] - r["started_ms"] + 500) // 1000 for r in members if r["ended_ms"] is not None]
+        exact_durations = [(r["ended_ms"] - r["started_ms"]) / 1000 for r in members if r["ended_ms"] is not None]
         ratings = [r["rating"] for r in members if r["rating"] is not None]
         answers = [r["advice_adopted"] for r in members if r["advice_adopted"] is not None]
         out[key] = {"volume": len(members), "done": sum(r["status"] in ("closed", "reported") for r in members),
@@ -77,7 +78,7 @@ def expected(rows: list[dict[str, Any]], by: str) -> dict[Any, dict[str, Any]]:
                     "response_p90_s": nearest_rank(responses, 90) if responses else None,
                     "duration_median_s": statistics.median(durations) if durations else None,
                     "duration_p90_s": nearest_rank(durations, 90) if durations else None,
-                    "duration_mean_s": statistics.mean(durations) if durations else None,
+                    "duration_mean_s": statistics.mean(exact_durations) if exact_durations else None,
                     "ratings": len(ratings), "rating_avg": statistics.mean(ratings) if ratings else None,
                     "adoption_answers": len(answers), "adopted": sum(answers)}
     return out
