@@ -229,12 +229,15 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(enforcer.run(), name="hq-revocations"))
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     app[FATAL] = fatal
+    crash_report = functools.partial(_report_crash, fatal)
     for task in tasks:
-        task.add_done_callback(functools.partial(_report_crash, fatal))
+        task.add_done_callback(crash_report)
     tasks.append(asyncio.create_task(_request_replays(app[ENGINE], link), name="hq-replay"))
     tasks.append(asyncio.create_task(_keep_revocations(app), name="hq-crl"))
     tasks.append(asyncio.create_task(relay.run(), name="hq-calls"))
     yield
+    for task in tasks:
+        task.remove_done_callback(crash_report)  # they end now because HQ stops, not because they crashed
     await relay.close()
     await store.close()
     await link.close()

@@ -132,11 +132,14 @@ async def test_a_thin_link_gets_the_low_copy_and_voice_keeps_flowing(broker: Mos
             await wait_for(lambda: tiers() and tiers()[-1] in ("low", "off"), timeout_s=30,
                            what="the video tier going down")
             await asyncio.sleep(4)  # settle on the lower tier
-            start, started = client.frames("clinic-audio"), time.monotonic()
+            start, started, seen = client.frames("clinic-audio"), time.monotonic(), len(tiers())
             await asyncio.sleep(6)
             audio_fps = (client.frames("clinic-audio") - start) / (time.monotonic() - started)
             assert audio_fps > 40  # of 50 Opus frames a second: voice kept its place
-            assert tiers()[-1] in ("low", "off") and path_a.down.stats.overflowed > 0
+            # Mostly on the lower tier; a probe (every tier_probe_s, backing off) may try the main stream briefly.
+            window = tiers()[seen:]
+            assert window and sum(t in ("low", "off") for t in window) > len(window) / 2, window
+            assert path_a.down.stats.overflowed > 0
             path_a.set()  # the link recovers: a probe brings the camera's stream back
             await wait_for(lambda: tiers()[-1] == "main", timeout_s=45, what="the main stream back")
         finally:
