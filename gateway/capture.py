@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -69,10 +70,14 @@ class DeviceHealth:
     errors_total: int = 0
     reconnects: int = 0
     store_failures: int = 0
+    patient_id: str | None = None  # the patient id its latest readings carried (its own, or the configured one)
 
 
 Store = Callable[[Sequence[Entry]], Awaitable[list[int]]]
 StateListener = Callable[[DeviceHealth], None]
+# The record number a device is linked to at check-in (gateway.local_ui.checkin), or None: while linked, its
+# readings belong to that patient whatever patient id the device itself sends.
+LinkedPatient = Callable[[str], str | None]
 
 
 def clock_ms() -> int:
@@ -92,9 +97,11 @@ class DeviceSession:
     """Decodes one device's byte stream and stores what it yields; shared by serial and TCP sources."""
 
     def __init__(self, health: DeviceHealth, decoder: Decoder, store: Store,
-                 on_state: StateListener | None = None, patient_id: str | None = None) -> None:
+                 on_state: StateListener | None = None, patient_id: str | None = None,
+                 linked_patient: LinkedPatient | None = None) -> None:
         self.health = health
         self.patient_id = patient_id
+        self.linked_patient = linked_patient
         self.decoder = decoder
         self.store = store
         self.on_state = on_state
@@ -133,8 +140,13 @@ class DeviceSession:
         for error in result.errors:
             self._report(error)
         if result.records:
+            entries = [entry_from_record(r, recv_ms, self.patient_id) for r in result.records]
+            self.health.patient_id = entries[-1].patient_id
+            linked = self.linked_patient(self.health.device_id) if self.linked_patient is not None else None
+            if linked is not None:
+                entries = [dataclasses.replace(e, patient_id=linked) for e in entries]
             try:
-                await self.store([entry_from_record(r, recv_ms, self.patient_id) for r in result.records])
+                await self.store(entries)
             except OutboxError as exc:
                 # Disk full or failing: keep reading the device (its next frames may fit) but do not
                 # acknowledge what we could not store, so a device that retries will resend it.
@@ -222,7 +234,8 @@ class TcpSource:
     """An MLLP listener: each connection is a device session; ACKs go back only after the commit."""
 
     def __init__(self, host: str, port: int, device_prefix: str, protocol: Protocol, tz: ZoneInfo,
-                 store: Store, on_state: StateListener | None, registry: dict[str, DeviceHealth]) -> None:
+                 store: Store, on_state: StateListener | None, registry: dict[str, DeviceHealth],
+                 linked_patient: LinkedPatient | None = None) -> None:
         self.host = host
         self.port = port
         self.device_prefix = device_prefix
@@ -231,6 +244,7 @@ class TcpSource:
         self.store = store
         self.on_state = on_state
         self.registry = registry
+        self.linked_patient = linked_patient
         self.bound_port: int | None = None
         self.listening = asyncio.Event()  # set once the port is bound: part of the service's readiness
         self._server: asyncio.Server | None = None
@@ -253,7 +267,7 @@ class TcpSource:
             health = DeviceHealth(device_id, str(self.protocol), f"tcp://{self.host}:{self.bound_port}")
             self.registry[device_id] = health
         session = DeviceSession(health, make_decoder(self.protocol, device_id, self.tz), self.store,
-                                self.on_state)
+                                self.on_state, linked_patient=self.linked_patient)
         try:
             while True:
                 try:

@@ -164,6 +164,56 @@ class AuthSection:
 
 
 @dataclass(frozen=True)
+class SchedulingSection:
+    reminder_before_s: int = field(default=3600, metadata=_doc(
+        "A reminder goes to the clinic's gateway and the expert's console this long before an appointment."))
+    reminder_poll_s: float = field(default=30.0, metadata=_doc(
+        "How often appointments due for a reminder are looked for."))
+    proposal_days: int = field(default=14, metadata=_doc(
+        "Proposals for a clinic's request look this many days ahead (a request may ask for up to 60)."))
+    proposals: int = field(default=6, metadata=_doc("Proposals offered per request, earliest first."))
+    proposals_per_expert: int = field(default=3, metadata=_doc(
+        "Of those, at most this many with the same expert (so that the clinic has a choice)."))
+    min_notice_s: int = field(default=600, metadata=_doc(
+        "Slots starting sooner than this are not proposed (the clinic needs time to prepare the patient)."))
+
+    def __post_init__(self) -> None:
+        if self.reminder_before_s < 60 or self.reminder_poll_s <= 0:
+            raise ValueError("reminder_before_s must be >= 60 and reminder_poll_s > 0")
+        if not 1 <= self.proposal_days <= 60 or not 1 <= self.proposals <= 50 or self.proposals_per_expert < 1:
+            raise ValueError("proposal_days must be 1-60, proposals 1-50 and proposals_per_expert >= 1")
+        if self.min_notice_s < 0:
+            raise ValueError("min_notice_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExpertsSection:
+    capability_refresh_s: float = field(default=60.0, metadata=_doc(
+        "How often every expert's capability figures (consultations done, response times, rating, advice "
+        "adoption) are recomputed from the consultation history for matching and the directory; an expert's "
+        "profile page always shows live figures."))
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.capability_refresh_s <= 86_400:
+            raise ValueError(f"capability_refresh_s {self.capability_refresh_s} must be 5-86400")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    time_zone: str = field(default="UTC", metadata=_doc(
+        "IANA time zone of the metrics' hour of day and weekday (the demand heat map), e.g. Asia/Shanghai; "
+        "daylight saving time is honoured. The API's tz parameter overrides it per request."))
+
+    def __post_init__(self) -> None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone such as Asia/Shanghai") from None
+
+
+@dataclass(frozen=True)
 class ConsultationsSection:
     offers_per_round: int = field(default=3, metadata=_doc(
         "N: experts offered a consultation at once; the first to accept takes it, the others are withdrawn."))
@@ -202,6 +252,96 @@ class ConsultationsSection:
 
 
 @dataclass(frozen=True)
+class RecordsSection:
+    attachments_dir: Path = field(default=Path("/var/lib/clinic-hq/attachments"), metadata=_doc(
+        "Where uploaded imaging (DICOM) files are kept, each once, under its sha256 (ab/cd/abcd...). Back it up "
+        "with the database: the database holds only the path. Created at the first upload."))
+    max_upload_bytes: int = field(default=512 * 1024**2, metadata=_doc(
+        "Largest DICOM file accepted in one upload; a larger one is refused (413) before it is stored."))
+    timeline_days: int = field(default=30, metadata=_doc(
+        "Days a patient's timeline shows at once (older days page in); at most 366."))
+    search_results: int = field(default=50, metadata=_doc("Patients one search returns at most."))
+    rollup_interval_s: float = field(default=2.0, metadata=_doc(
+        "How often new readings are summed into the timeline's daily summaries (and device patient ids HQ "
+        "does not know get a record)."))
+    rollup_chunk_rows: int = field(default=20_000, metadata=_doc(
+        "Readings summed per transaction: small enough that ingest never waits long for the database."))
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise ValueError(f"max_upload_bytes {self.max_upload_bytes} must be at least 1024")
+        if not 1 <= self.timeline_days <= 366:
+            raise ValueError(f"timeline_days {self.timeline_days} must be 1-366")
+        if not 1 <= self.search_results <= 500:
+            raise ValueError(f"search_results {self.search_results} must be 1-500")
+        if self.rollup_interval_s <= 0 or self.rollup_chunk_rows < 100:
+            raise ValueError("rollup_interval_s must be > 0 and rollup_chunk_rows >= 100")
+
+
+@dataclass(frozen=True)
+class CallsSection:
+    stun_urls: list[str] = field(default_factory=list, metadata=_doc(
+        "STUN servers for browsers and gateways, e.g. ['stun:turn.example.org:3478']."))
+    turn_urls: list[str] = field(default_factory=list, metadata=_doc(
+        "TURN servers, e.g. ['turn:turn.example.org:3478?transport=udp'] (coturn); each participant and the "
+        "gateway get a time-limited credential made with turn_secret_file."))
+    turn_secret_file: Path | None = field(default=None, metadata=_doc(
+        "File holding the TURN server's shared secret (coturn static-auth-secret, TURN REST API)."))
+    turn_credential_ttl_s: int = field(default=12 * 3600, metadata=_doc(
+        "How long a TURN credential HQ hands out stays valid."))
+    relay_only: bool = field(default=False, metadata=_doc(
+        "Media goes through TURN only (browsers and gateways use relay candidates): works through the "
+        "strictest firewalls and hides addresses, at the cost of the TURN server's bandwidth."))
+    camera_slots: int = field(default=2, metadata=_doc("Clinic cameras a participant's screen shows at most."))
+    party_slots: int = field(default=3, metadata=_doc(
+        "Other participants (voice and camera) a screen receives at most."))
+    resume_grace_s: float = field(default=60.0, metadata=_doc(
+        "A participant whose connection dropped (e.g. a change of network) comes back within this time "
+        "without re-joining; after it the gateway is told they left."))
+    alert_loss_pct: float = field(default=5.0, metadata=_doc("Alert when a stream loses more packets than this."))
+    alert_rtt_ms: float = field(default=400.0, metadata=_doc("Alert when a round trip takes longer than this."))
+    alert_jitter_ms: float = field(default=60.0, metadata=_doc("Alert when a stream's jitter exceeds this."))
+    alert_min_fps: float = field(default=8.0, metadata=_doc(
+        "Alert when video that should be flowing runs below this frame rate (0: the picture froze)."))
+    quality_retention_days: int = field(default=90, metadata=_doc(
+        "Call-quality samples older than this are deleted (alerts are kept)."))
+
+    def __post_init__(self) -> None:
+        for url in self.stun_urls:
+            if not url.startswith(("stun:", "stuns:")):
+                raise ValueError(f"stun_urls: {url!r} must start with 'stun:' or 'stuns:'")
+        for url in self.turn_urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"turn_urls: {url!r} must start with 'turn:' or 'turns:'")
+        if self.turn_urls and self.turn_secret_file is None:
+            raise ValueError("turn_urls need turn_secret_file (the TURN server's shared secret)")
+        if self.relay_only and not self.turn_urls:
+            raise ValueError("relay_only needs turn_urls: without a TURN server no media could flow")
+        if not 60 <= self.turn_credential_ttl_s <= 7 * 86400:
+            raise ValueError(f"turn_credential_ttl_s {self.turn_credential_ttl_s} must be 60-604800")
+        if not 1 <= self.camera_slots <= 8 or not 1 <= self.party_slots <= 8:
+            raise ValueError("camera_slots and party_slots must be 1-8")
+        if self.resume_grace_s <= 0 or self.quality_retention_days < 1:
+            raise ValueError("resume_grace_s must be > 0 and quality_retention_days >= 1")
+        if min(self.alert_loss_pct, self.alert_rtt_ms, self.alert_jitter_ms, self.alert_min_fps) < 0:
+            raise ValueError("alert thresholds must not be negative")
+
+    def secret_files(self) -> list[Path]:
+        return [] if self.turn_secret_file is None else [self.turn_secret_file]
+
+
+@dataclass(frozen=True)
+class RecordingsSection:
+    dir: Path = field(default=Path("/var/lib/clinic-hq/recordings"), metadata=_doc(
+        "Where uploaded consultation recordings are stored (shared storage when several HQ workers run)."))
+    max_bytes: int = field(default=16 * 1024**3, metadata=_doc("A larger recording is refused."))
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1024**2:
+            raise ValueError(f"max_bytes {self.max_bytes} must be at least 1 MiB")
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -209,9 +349,18 @@ class HqConfig:
     ingest: IngestSection = field(default_factory=IngestSection, metadata=_doc("[ingest]"))
     console: ConsoleSection = field(default_factory=ConsoleSection, metadata=_doc("[console]"))
     auth: AuthSection = field(default_factory=AuthSection, metadata=_doc("[auth] console accounts and sessions"))
+    scheduling: SchedulingSection = field(default_factory=SchedulingSection, metadata=_doc(
+        "[scheduling] experts' slots, bookings and reminders"))
     consultations: ConsultationsSection = field(default_factory=ConsultationsSection, metadata=_doc(
         "[consultations] dispatch, escalation, short-form deadline, reports"))
+    records: RecordsSection = field(default_factory=RecordsSection, metadata=_doc(
+        "[records] shared patient records: imaging files, timeline, search"))
+    experts: ExpertsSection = field(default_factory=ExpertsSection, metadata=_doc("[experts] the expert directory"))
+    metrics: MetricsSection = field(default_factory=MetricsSection, metadata=_doc("[metrics] consultation metrics"))
     replication: ReplicationSection = field(default_factory=ReplicationSection, metadata=_doc(
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))
     ca: CaSection = field(default_factory=CaSection, metadata=_doc("[ca] the fleet's certificate authority"))
     enrolment: EnrolmentSection = field(default_factory=EnrolmentSection, metadata=_doc("[enrolment]"))
+    calls: CallsSection = field(default_factory=CallsSection, metadata=_doc("[calls] video consultations"))
+    recordings: RecordingsSection = field(default_factory=RecordingsSection, metadata=_doc(
+        "[recordings] consultation recordings uploaded by the gateways"))

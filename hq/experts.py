@@ -1,8 +1,9 @@
-"""The expert directory: creating and editing profiles, tags and credentials (the earliest expiry kept on the
-expert), finding experts for the console, and the candidates matching ranks for a consultation request.
+"""The expert directory's entries: creating and editing profiles, tags and credentials (the earliest expiry
+kept on the expert), and the candidates matching ranks for a consultation request.
 
 Synchronous functions over a connection (run them in a thread; audit in the caller's transaction). Field rules
-are `hq.expert_fields`, ranking `hq.matching`, capability figures `hq.capability`, review flags `hq.review`.
+are `hq.expert_fields`, reading the directory `hq.directory`, the CSV import `hq.directory_import`, ranking
+`hq.matching`, capability figures `hq.capability`, review flags `hq.review`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,10 +47,73 @@ class ProfileValues:
     tags: dict[str, str] | None  # None: leave the tags as they are
 
 
+class Facts:
+    """What checking a profile asks the database (departments, refs, accounts): asked as needed, or loaded
+    once for a whole import (`load`), so that ten thousand rows are not ten thousand rounds of queries."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.loaded = False
+        self.department_ids: set[int] = set()
+        self.refs: dict[str, int] = {}  # external_ref -> expert id
+        self.accounts: dict[str, tuple[int, str]] = {}  # username -> (user id, role)
+        self.linked: dict[int, int] = {}  # user id -> expert id
+        self._resolve: Callable[[str], int | None] = functools.partial(departments_db.resolve, conn)
+
+    def load(self) -> Facts:
+        c = self.conn
+        self.department_ids = set(c.execute(sa.select(departments.c.id)).scalars())
+        self.refs = {r: int(i) for r, i in c.execute(sa.select(experts.c.external_ref, experts.c.id)
+                                                     .where(experts.c.external_ref.is_not(None)))}
+        self.accounts = {n: (int(i), r) for n, i, r in c.execute(sa.select(users.c.username, users.c.id,
+                                                                           users.c.role))}
+        self.linked = {int(u): int(i) for u, i in c.execute(sa.select(experts.c.user_id, experts.c.id)
+                                                            .where(experts.c.user_id.is_not(None)))}
+        self._resolve = departments_db.resolver(c)
+        self.loaded = True
+        return self
+
+    def resolve(self, name: str) -> int | None:
+        return self._resolve(name)
+
+    def department_exists(self, department_id: int) -> bool:
+        if self.loaded:
+            return department_id in self.department_ids
+        return self.conn.execute(sa.select(departments.c.id).where(departments.c.id == department_id)).first() \
+            is not None
+
+    def ref_holder(self, ref: str) -> int | None:
+        if self.loaded:
+            return self.refs.get(ref)
+        found = self.conn.execute(sa.select(experts.c.id).where(experts.c.external_ref == ref)).scalar()
+        return None if found is None else int(found)
+
+    def account(self, username: str) -> tuple[int, str] | None:
+        if self.loaded:
+            return self.accounts.get(username)
+        row = self.conn.execute(sa.select(users.c.id, users.c.role).where(users.c.username == username)).first()
+        return None if row is None else (int(row.id), str(row.role))
+
+    def expert_of_user(self, user_id: int) -> int | None:
+        if self.loaded:
+            return self.linked.get(user_id)
+        found = self.conn.execute(sa.select(experts.c.id).where(experts.c.user_id == user_id)).scalar()
+        return None if found is None else int(found)
+
+    def note(self, expert_id: int, columns: Mapping[str, Any]) -> None:
+        """A checked profile was written: later rows of the same import see it."""
+        if self.loaded:
+            if columns.get("external_ref"):
+                self.refs[columns["external_ref"]] = expert_id
+            if columns.get("user_id") is not None:
+                self.linked[columns["user_id"]] = expert_id
+
+
 def check_profile(conn: sa.Connection, given: Mapping[str, Any], *, creating: bool,
-                  expert_id: int | None = None, resolve: Callable[[str], int | None] | None = None) -> ProfileValues:
+                  expert_id: int | None = None, facts: Facts | None = None) -> ProfileValues:
     """Validate profile fields (from JSON, a form or a CSV row); raises FieldProblem for the first bad one.
     Creating: name and department are required, the rest has defaults."""
+    facts = facts or Facts(conn)
     unknown = sorted(set(given) - set(PROFILE_FIELDS))
     if unknown:
         raise FieldProblem(unknown[0], "is not a profile field", "one of " + ", ".join(PROFILE_FIELDS))
@@ -61,7 +126,7 @@ def check_profile(conn: sa.Connection, given: Mapping[str, Any], *, creating: bo
         columns["scope_of_practice"] = fields.text("scope_of_practice", _as_text("scope_of_practice",
                                                    given["scope_of_practice"]), max_length=4000)
     if "department" in given or creating:
-        columns["department_id"] = _department(conn, given.get("department"), resolve)
+        columns["department_id"] = _department(facts, given.get("department"))
     if "time_zone" in given:
         columns["time_zone"] = fields.time_zone(_as_text("time_zone", given["time_zone"]))
     elif creating:
@@ -79,12 +144,12 @@ def check_profile(conn: sa.Connection, given: Mapping[str, Any], *, creating: bo
         ref = fields.text("external_ref", _as_text("external_ref", given["external_ref"] or ""), max_length=64)
         columns["external_ref"] = ref or None
         if ref:
-            holder = conn.execute(sa.select(experts.c.id).where(experts.c.external_ref == ref)).scalar()
+            holder = facts.ref_holder(ref)
             if holder is not None and holder != expert_id:
                 raise FieldProblem("external_ref", f"{ref!r} is already expert {holder}'s", "a reference no other "
                                    "expert has")
     if "username" in given:
-        columns["user_id"] = _linked_user(conn, given["username"], expert_id)
+        columns["user_id"] = _linked_user(facts, given["username"], expert_id)
     tags = fields.tags(given["tags"]) if "tags" in given else ({} if creating else None)
     return ProfileValues(columns, tags)
 
@@ -97,35 +162,38 @@ def _as_text(field: str, value: Any) -> str:
     raise FieldProblem(field, f"{value!r} is not text", "a string")
 
 
-def _department(conn: sa.Connection, value: Any, resolve: Callable[[str], int | None] | None) -> int:
+def _department(facts: Facts, value: Any) -> int:
     expected = "a department's id, or any of its names or synonyms (e.g. 心内科 or Cardiology); see /departments"
     if isinstance(value, int) and not isinstance(value, bool):
-        if conn.execute(sa.select(departments.c.id).where(departments.c.id == value)).first() is None:
+        if not facts.department_exists(value):
             raise FieldProblem("department", f"no department {value}", expected)
         return value
     if not isinstance(value, str) or not value.strip():
         raise FieldProblem("department", "is missing" if value in (None, "") else f"{value!r} is not a name",
                            expected)
-    found = resolve(value) if resolve is not None else departments_db.resolve(conn, value)
+    found = facts.resolve(value)
     if found is None:
         raise FieldProblem("department", f"{value.strip()!r} is not a known department or synonym", expected)
     return found
 
 
-def _linked_user(conn: sa.Connection, username: Any, expert_id: int | None) -> int | None:
+def _linked_user(facts: Facts, username: Any, expert_id: int | None) -> int | None:
     if username in (None, ""):
         return None
     expected = "the user name of an existing console account with the role expert, not linked to another expert"
     name = _as_text("username", username).strip().lower()
-    user = conn.execute(sa.select(users.c.id, users.c.role).where(users.c.username == name)).first()
-    if user is None:
+    account = facts.account(name)
+    if account is None:
         raise FieldProblem("username", f"no console account {name!r}", expected)
-    if user.role != "expert":
-        raise FieldProblem("username", f"{name!r} has the role {user.role}", expected)
-    holder = conn.execute(sa.select(experts.c.id).where(experts.c.user_id == user.id)).scalar()
+    user_id, role = account
+    if role != "expert":
+        raise FieldProblem("username", f"{name!r} has the role {role}", expected)
+    holder = facts.expert_of_user(user_id)
     if holder is not None and holder != expert_id:
-        raise FieldProblem("username", f"{name!r} is already linked to expert {holder}", expected)
-    return int(user.id)
+        # An import's rows not yet written are noted under minus their row number.
+        other = f"expert {holder}" if holder > 0 else f"the expert of row {-holder}"
+        raise FieldProblem("username", f"{name!r} is already linked to {other}", expected)
+    return user_id
 
 
 def _search_text(columns: Mapping[str, Any]) -> str:
@@ -134,26 +202,40 @@ def _search_text(columns: Mapping[str, Any]) -> str:
 
 
 def create_expert(conn: sa.Connection, given: Mapping[str, Any], *, now_ms: int | None = None,
-                  resolve: Callable[[str], int | None] | None = None) -> int:
+                  facts: Facts | None = None) -> int:
     """A new directory entry from profile fields (see PROFILE_FIELDS; name and department required, department by
     id or any synonym); returns its id. E.g. create_expert(conn, {"name": "Dr. Li", "department": "心内科"})."""
-    values = check_profile(conn, given, creating=True, resolve=resolve)
-    now = clock_now_ms() if now_ms is None else now_ms
-    columns = {"title": "", "hospital": "", "scope_of_practice": "", "daily_cap": 8, "active": True,
-               **values.columns}
-    result = conn.execute(experts.insert().values(**columns, search_text=_search_text(columns), created_ms=now,
-                                                  profile_updated_ms=now))
-    expert_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    if values.tags:
-        _write_tags(conn, expert_id, values.tags)
-    return expert_id
+    values = check_profile(conn, given, creating=True, facts=facts)
+    return insert_new(conn, [values], [None], clock_now_ms() if now_ms is None else now_ms)[0]
+
+
+def insert_new(conn: sa.Connection, profiles: Sequence[ProfileValues],
+                credentials: Sequence[Mapping[str, Any] | None], now: int) -> list[int]:
+    """Insert checked new experts (with at most one credential each) in a few statements; their ids in order."""
+    rows = []
+    for values, credential in zip(profiles, credentials, strict=True):
+        columns = {"title": "", "hospital": "", "scope_of_practice": "", "daily_cap": 8, "active": True,
+                   "external_ref": None, "user_id": None, **values.columns}
+        rows.append({**columns, "search_text": _search_text(columns), "created_ms": now, "profile_updated_ms": now,
+                     "credentials_expire_on": credential.get("expires_on") if credential else None})
+    ids = [int(i) for i in conn.execute(experts.insert().returning(experts.c.id, sort_by_parameter_order=True),
+                                        rows).scalars()]
+    tag_rows = [{"expert_id": i, "tag": k, "display": v} for i, values in zip(ids, profiles, strict=True)
+                for k, v in (values.tags or {}).items()]
+    if tag_rows:
+        conn.execute(expert_tags.insert(), tag_rows)
+    credential_rows = [{"identifier": "", "issuer": "", "expires_on": None, **c, "expert_id": i, "updated_ms": now}
+                       for i, c in zip(ids, credentials, strict=True) if c is not None]
+    if credential_rows:
+        conn.execute(expert_credentials.insert(), credential_rows)
+    return ids
 
 
 def update_expert(conn: sa.Connection, expert_id: int, given: Mapping[str, Any], *, now_ms: int | None = None,
-                  resolve: Callable[[str], int | None] | None = None) -> dict[str, Any]:
+                  facts: Facts | None = None) -> dict[str, Any]:
     """Change some profile fields; returns {field: [old, new]} of what changed (empty: nothing did)."""
     before = _profile_row(conn, expert_id)
-    values = check_profile(conn, given, creating=False, expert_id=expert_id, resolve=resolve)
+    values = check_profile(conn, given, creating=False, expert_id=expert_id, facts=facts)
     changed = {k: [before[k], v] for k, v in values.columns.items() if before[k] != v}
     old_tags = _tags_of(conn, [expert_id]).get(expert_id, {})
     if values.tags is not None and set(values.tags) != set(old_tags):
@@ -207,8 +289,8 @@ def check_credential(given: Mapping[str, Any], *, creating: bool) -> dict[str, A
             values[name] = fields.text(name, _as_text(name, given[name] or ""), max_length=length)
     if "expires_on" in given:
         raw = given["expires_on"]
-        values["expires_on"] = None if raw in (None, "") else fields.iso_date(_as_text("expires_on", raw),
-                                                                              "expires_on")
+        values["expires_on"] = raw if isinstance(raw, date) or raw is None else None if raw == "" else \
+            fields.iso_date(_as_text("expires_on", raw), "expires_on")
     return values
 
 
@@ -281,6 +363,24 @@ def _languages(raw: str) -> tuple[str, ...]:
     return tuple(parsed) if isinstance(parsed, list) else ()
 
 
+def _candidate_queries() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+    # Built once: constructing the statements costs more than SQLite takes to run them for a department.
+    e, cap, t = experts, expert_capability, expert_tags
+    today = sa.bindparam("today", type_=sa.Date)
+    base = (sa.select(e.c.id, e.c.department_id, e.c.name, sa.cast(e.c.languages, sa.Text), e.c.daily_cap,
+                      e.c.credentials_expire_on == today, cap.c.median_response_s)
+            .select_from(e.outerjoin(cap, cap.c.expert_id == e.c.id))
+            .where(e.c.active.is_(True), e.c.daily_cap > 0,
+                   sa.or_(e.c.credentials_expire_on.is_(None), e.c.credentials_expire_on >= today)))
+    in_department = e.c.department_id == sa.bindparam("department_id")
+    tags = sa.select(t.c.expert_id, t.c.tag).where(t.c.tag.in_(sa.bindparam("tags", expanding=True)))
+    return (base, base.where(in_department), tags,
+            tags.join_from(t, e, e.c.id == t.c.expert_id).where(in_department))
+
+
+_ANY_DEPARTMENT, _IN_DEPARTMENT, _TAGS_ANY_DEPARTMENT, _TAGS_IN_DEPARTMENT = _candidate_queries()
+
+
 def candidates(conn: sa.Connection, request: MatchRequest, *, now_ms: int,
                available_now: Callable[[list[int]], set[int]],
                load_today: Callable[[list[int]], dict[int, int]]) -> list[Candidate]:
@@ -291,25 +391,23 @@ def candidates(conn: sa.Connection, request: MatchRequest, *, now_ms: int,
     the experts that pass the database's filters. A candidate's `tags` are those of its tags the request asks
     for: the others cannot change its rank.
     """
-    e, cap = experts, expert_capability
     today = review.utc_day(now_ms)
-    q = (sa.select(e.c.id, e.c.department_id, e.c.name, sa.cast(e.c.languages, sa.Text), e.c.daily_cap,
-                   e.c.credentials_expire_on == today, cap.c.median_response_s)
-         .select_from(e.outerjoin(cap, cap.c.expert_id == e.c.id))
-         .where(e.c.active.is_(True), e.c.daily_cap > 0,
-                sa.or_(e.c.credentials_expire_on.is_(None), e.c.credentials_expire_on >= today)))
-    if request.department_id is not None:
-        q = q.where(e.c.department_id == request.department_id)
-    rows = [r for r in conn.execute(q) if r[0] not in request.exclude]
+    params: dict[str, Any] = {"today": today}
+    if request.department_id is None:
+        query = _ANY_DEPARTMENT
+    else:
+        query, params["department_id"] = _IN_DEPARTMENT, request.department_id
+    # .all(): one fetchall, several times faster than iterating the result row by row.
+    rows = conn.execute(query, params).all()
+    if request.exclude:
+        rows = [r for r in rows if r[0] not in request.exclude]
     if not rows:
         return []
     ids = [r[0] for r in rows]
     tags: dict[int, set[str]] = {}
     if request.tags:
-        tq = sa.select(expert_tags.c.expert_id, expert_tags.c.tag).where(expert_tags.c.tag.in_(sorted(request.tags)))
-        if request.department_id is not None:
-            tq = tq.join(e, e.c.id == expert_tags.c.expert_id).where(e.c.department_id == request.department_id)
-        for expert_id, tag in conn.execute(tq):
+        tag_query = _TAGS_ANY_DEPARTMENT if request.department_id is None else _TAGS_IN_DEPARTMENT
+        for expert_id, tag in conn.execute(tag_query, {**params, "tags": sorted(request.tags)}).all():
             tags.setdefault(expert_id, set()).add(tag)
     available = available_now(ids)
     load = load_today(ids)

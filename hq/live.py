@@ -23,12 +23,15 @@ class Subscription:
     patient_id: str | None = None
     clinic_id: str | None = None
     kinds: frozenset[str] = field(default=DEFAULT_KINDS)
+    # (clinic_id, patient_id) pairs: one HQ patient known by record numbers at several clinics
+    patients: frozenset[tuple[str, str]] | None = None
 
     def wants(self, item: dict[str, Any]) -> bool:
         return (
             item["kind"] in self.kinds
             and (self.patient_id is None or item["patient_id"] == self.patient_id)
             and (self.clinic_id is None or item["clinic_id"] == self.clinic_id)
+            and (self.patients is None or (item["clinic_id"], item["patient_id"]) in self.patients)
         )
 
 

@@ -128,11 +128,9 @@ def screen(request: MatchRequest, candidates: Iterable[Candidate], *, now_ms: in
 
 def rank(request: MatchRequest, candidates: Iterable[Candidate], *, now_ms: int, weights: Weights = DEFAULT,
          limit: int | None = None) -> list[Ranked]:
-    """The eligible candidates, best first (score, then lighter load, then lower id: deterministic).
-    `limit`: only the best `limit` (cheaper than sorting everyone)."""
-    eligible, _excluded = screen(request, candidates, now_ms=now_ms)
-    scorer = _Scorer(request, weights)
-    scored = scorer.scores(eligible)
+    """The eligible candidates (see `screen`), best first (score, then lighter load, then lower id:
+    deterministic). `limit`: only the best `limit` (cheaper than sorting everyone)."""
+    scored = _Scorer(request, weights).scores(candidates, now_ms)
     best = heapq.nsmallest(limit, scored) if limit is not None else sorted(scored)
     return [Ranked(c.expert_id, -neg, c, request, weights) for neg, _load, _id, c in best]
 
@@ -167,9 +165,11 @@ class _Scorer:
         response = w.response * (w.unknown_response if median is None else ref / (ref + max(0.0, median)))
         return available, department, tags, language, load, response
 
-    def scores(self, eligible: list[Candidate]) -> list[tuple[float, int, int, Candidate]]:
-        """(-score, load, id, candidate) for each: sorting them puts the best first."""
+    def scores(self, candidates: Iterable[Candidate], now_ms: int) -> list[tuple[float, int, int, Candidate]]:
+        """(-score, load, id, candidate) for each eligible candidate (`screen`'s rules, in the same pass):
+        sorting them puts the best first."""
         w, tags, department_id, language = self.w, self.tags, self.request.department_id, self.language
+        exclude = self.request.exclude
         available_w, department_w, language_w, load_w = w.available, w.department, w.language, w.load
         tag_w = w.tags / len(tags) if tags else 0.0
         unknown = w.response * w.unknown_response
@@ -177,7 +177,11 @@ class _Scorer:
         speaks: dict[tuple[str, ...], float] = {}  # few distinct language lists: decide each once
         out: list[tuple[float, int, int, Candidate]] = []
         append = out.append
-        for c in eligible:
+        for c in candidates:
+            load, cap = c.load_today, c.daily_cap
+            expires = c.credentials_expire_ms
+            if load >= cap or not c.active or (expires is not None and expires <= now_ms) or c.expert_id in exclude:
+                continue
             points = available_w if c.available_now else 0.0
             if c.department_id == department_id:
                 points += department_w
@@ -188,8 +192,7 @@ class _Scorer:
                 if known is None:
                     known = speaks[c.languages] = language_w if language_matches(language, c.languages) else 0.0
                 points += known
-            load, cap = c.load_today, c.daily_cap
-            if 0 <= load < cap:
+            if load >= 0:
                 points += load_w * (1.0 - load / cap)
             median = c.median_response_s
             points += unknown if median is None else response_w * ref / (ref + (median if median > 0 else 0.0))

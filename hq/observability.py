@@ -15,8 +15,9 @@ from aiohttp import web
 
 from gateway.prometheus import Family, render
 from gateway.replication import Replicator
-from hq import db, queries
-from hq.appkeys import ENGINE, HUB, INGEST, LINK
+from hq import calls, db, queries
+from hq.appkeys import CALLS, ENGINE, EVENTS, HUB, INGEST, LINK, RECORDINGS
+from hq.observation_rollup import ROLLUP_STATS
 from hq.representations import gateway_json
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,24 @@ async def metrics(request: web.Request) -> web.Response:
         Family.single("hq_live_dropped_total", "counter",
                       "Live messages dropped for slow WebSocket clients (oldest first)", hub.dropped),
     ]
+    rollup = request.app.get(ROLLUP_STATS)
+    if rollup is not None:
+        families += [
+            Family.single("hq_rollup_rows_total", "counter", "Readings summed into the patients' daily timelines",
+                          rollup.rows),
+            Family.single("hq_rollup_provisional_patients_total", "counter",
+                          "Patient records made for device patient ids HQ did not know", rollup.provisional_patients),
+            Family.single("hq_rollup_failures_total", "counter", "Rollup transactions that failed (retried)",
+                          rollup.failures),
+        ]
+    events = request.app.get(EVENTS)
+    if events is not None:
+        families += [
+            Family.single("hq_gateway_events_handled_total", "counter",
+                          "Gateway events (emergencies, forms, check-ins, receipts) applied", events.handled_total),
+            Family.single("hq_gateway_events_rejected_total", "counter",
+                          "Gateway events rejected as malformed (kept, not applied)", events.rejected_total),
+        ]
     replicator = request.app.get(REPLICATOR)
     if replicator is not None:
         families += [
@@ -85,9 +104,11 @@ async def metrics(request: web.Request) -> web.Response:
                           "Errors litestream logged (e.g. the replica unreachable; it retries)",
                           replicator.errors_total),
         ]
+    families += request.app[CALLS].metrics() + request.app[RECORDINGS].metrics()
     try:
         rows = await asyncio.to_thread(queries.list_gateways, request.app[ENGINE])
         families += gateway_families([gateway_json(r) for r in rows])
+        families.append(await asyncio.to_thread(calls.open_alerts_family, request.app[ENGINE]))
     except sa.exc.SQLAlchemyError as exc:
         log.warning("metrics: reading the gateways failed: %s", exc)
     return web.Response(body=render(families).encode(),

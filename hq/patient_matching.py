@@ -137,6 +137,21 @@ def display_name(name: str | None, family_name: str | None, given_name: str | No
 
 
 # ---- search keys and query terms ----------------------------------------------------------------
+# Two-character Chinese surnames: the given name of 欧阳娜娜 is 娜娜, not 阳娜娜.
+COMPOUND_SURNAMES = frozenset({
+    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "令狐", "慕容", "尉迟", "长孙", "宇文", "司徒", "夏侯", "轩辕",
+    "公孙", "端木", "独孤", "南宫", "百里", "呼延", "西门", "澹台", "万俟", "闻人", "赫连", "申屠", "钟离", "太史",
+})
+
+
+def han_given_name(whole: str) -> str | None:
+    """The given name of a Chinese name written as one word (张伟 -> 伟, 欧阳娜娜 -> 娜娜), if it has one."""
+    if not is_han(whole) or not 2 <= len(whole) <= 5:
+        return None
+    surname = 2 if whole[:2] in COMPOUND_SURNAMES and len(whole) > 2 else 1
+    return whole[surname:]
+
+
 class KeyKind(enum.StrEnum):
     NAME = "name"
     NATIONAL_ID = "nid"
@@ -158,7 +173,7 @@ def search_keys(source: KeySource) -> dict[str, KeyKind]:
 
     A name gives its whole normalised form ("zhangwei", "张伟"), each word ("zhang", "wei") and, for two or
     more words, the words in reverse order ("weizhang"): "Wei Zhang", "zhang wei" and "zhangw" all find
-    Zhang Wei. A Chinese name also gives its given name (伟 of 张伟, its surname being the first character)."""
+    Zhang Wei. A Chinese name also gives its given name (伟 of 张伟, 娜娜 of 欧阳娜娜)."""
     keys: dict[str, KeyKind] = {}
 
     def add(key: str, kind: KeyKind) -> None:
@@ -175,9 +190,9 @@ def search_keys(source: KeySource) -> dict[str, KeyKind]:
             add(word, KeyKind.NAME)
         if len(words) > 1:
             add("".join(reversed(words)), KeyKind.NAME)
-        whole = "".join(words)
-        if len(words) == 1 and is_han(whole) and 2 <= len(whole) <= 4:
-            add(whole[1:], KeyKind.NAME)
+        given = han_given_name(words[0]) if len(words) == 1 else None
+        if given:
+            add(given, KeyKind.NAME)
     if source.national_id:
         add(normalise(source.national_id), KeyKind.NATIONAL_ID)
     for mrn in source.mrns:

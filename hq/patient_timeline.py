@@ -1,7 +1,7 @@
-"""A patient's timeline: visits, the readings summarised per day and metric, alarms and gaps, imaging,
+"""A patient's timeline: visits, the readings summarised per (UTC) day and metric, alarms and gaps, imaging,
 consultations with their reports, and recordings, newest first, over a window of days.
 
-It reads summaries, never a year of raw readings: the hourly rollups and the alarms and gaps that
+It reads summaries, never a year of raw readings: the daily rollups and the alarms and gaps that
 `hq.observation_rollup` copied out, plus the few readings it has not summed yet (each gateway's tail above its
 rollup watermark, bounded). Read it in one snapshot (`snapshot`): rollups and watermarks must agree.
 """
@@ -12,6 +12,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,9 +31,10 @@ from hq.models import (
     rollup_progress,
     visits,
 )
+from hq.recordings import recordings_for
+from hq.representations import gap_summary
 
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 ROLLED_KINDS = ("observation", "alarm", "gap")
 HIGHLIGHT_KINDS = ("alarm", "gap")
 TAIL_MAX_ROWS = 200_000  # a gateway's unsummarised readings scanned at most; more: counted as pending
@@ -73,9 +75,8 @@ class MetricDay:
 
     def to_json(self) -> dict[str, Any]:
         mean = None if not self.value_count or self.value_sum is None else self.value_sum / self.value_count
-        return {"metric": self.metric, "kind": self.kind, "unit": self.unit, "count": self.count,
-                "min": self.value_min, "max": self.value_max, "mean": None if mean is None else round(mean, 2),
-                "first": iso_from_ms(self.first_ms), "last": iso_from_ms(self.last_ms)}
+        return {"metric": self.metric, "unit": self.unit, "count": self.count, "min": self.value_min,
+                "max": self.value_max, "mean": None if mean is None else round(mean, 2)}
 
 
 def _least(a: float | None, b: float | None) -> float | None:
@@ -94,14 +95,16 @@ class Timeline:
     days: dict[int, dict[tuple[str, str], MetricDay]] = field(default_factory=dict)  # UTC day -> metric sums
     entries: list[dict[str, Any]] = field(default_factory=list)  # newest first
     pending_readings: int = 0  # readings HQ holds but neither summed nor scanned (a stalled rollup)
-    recordings: str = "not available"  # see _recordings
+    recordings: str = "none"  # how many of the consultations' recordings are on the timeline (see _recordings)
 
     def to_json(self) -> dict[str, Any]:
         days = []
         for day in sorted(self.days, reverse=True):
             sums = sorted(self.days[day].values(), key=lambda m: (m.kind != "observation", m.metric))
-            days.append({"day": (iso_from_ms(day * DAY_MS) or "")[:10], "metrics": [m.to_json() for m in sums
-                                                                                   if m.kind == "observation"],
+            days.append({"day": (iso_from_ms(day * DAY_MS) or "")[:10],
+                         "first": iso_from_ms(min(m.first_ms for m in sums)),
+                         "last": iso_from_ms(max(m.last_ms for m in sums)),
+                         "metrics": [m.to_json() for m in sums if m.kind == "observation"],
                          "alarms": sum(m.count for m in sums if m.kind == "alarm"),
                          "gaps": sum(m.count for m in sums if m.kind == "gap")})
         return {"patient_id": self.patient_id, "since": iso_from_ms(self.since_ms), "until": iso_from_ms(self.until_ms),
@@ -146,17 +149,14 @@ def _add_day(t: Timeline, day: int, m: MetricDay) -> None:
 
 def _rollups(conn: sa.Connection, t: Timeline, key: PatientKey) -> None:
     r = observation_rollups
-    day = (r.c.hour_ms / DAY_MS).label("day")
-    first_hour = t.since_ms - t.since_ms % HOUR_MS
-    q = (sa.select(day, r.c.metric, r.c.kind, sa.func.max(r.c.unit), sa.func.sum(r.c.count),
-                   sa.func.sum(r.c.value_count), sa.func.min(r.c.value_min), sa.func.max(r.c.value_max),
-                   sa.func.sum(r.c.value_sum), sa.func.min(r.c.first_ms), sa.func.max(r.c.last_ms))
-         .where(r.c.clinic_id == key.clinic_id, r.c.patient_key == key.mrn, r.c.hour_ms >= first_hour,
-                r.c.hour_ms < t.until_ms)
-         .group_by(day, r.c.metric, r.c.kind))
+    first_day = t.since_ms - t.since_ms % DAY_MS
+    q = (sa.select(r.c.day_ms, r.c.metric, r.c.kind, r.c.unit, r.c.count, r.c.value_count, r.c.value_min,
+                   r.c.value_max, r.c.value_sum, r.c.first_ms, r.c.last_ms)
+         .where(r.c.clinic_id == key.clinic_id, r.c.patient_key == key.mrn, r.c.day_ms >= first_day,
+                r.c.day_ms < t.until_ms))
     for row in conn.execute(q):
-        _add_day(t, int(row[0]), MetricDay(row[1], row[2], row[3], int(row[4]), int(row[5]), row[6], row[7], row[8],
-                                           int(row[9]), int(row[10])))
+        _add_day(t, int(row[0]) // DAY_MS, MetricDay(row[1], row[2], row[3], int(row[4]), int(row[5]), row[6],
+                                                     row[7], row[8], int(row[9]), int(row[10])))
 
 
 def _highlight_entry(row: Any) -> dict[str, Any]:
@@ -167,7 +167,8 @@ def _highlight_entry(row: Any) -> dict[str, Any]:
     if row.kind == "alarm" and isinstance(extra.get("alarm"), dict):
         entry["alarm"] = extra["alarm"]
     if row.kind == "gap":
-        entry["gap"] = {k: extra.get(k) for k in ("count", "from_ms", "to_ms", "reason", "lane")}
+        entry["gap"] = {**{k: extra.get(k) for k in ("count", "from_ms", "to_ms", "reason", "lane")},
+                        "text": gap_summary(row._mapping, extra)["text"]}
     return entry
 
 
@@ -194,7 +195,7 @@ def _tail(conn: sa.Connection, t: Timeline, key: PatientKey) -> None:
             continue
         where = (o.c.gateway_id == gateway_id, o.c.seq >= start, o.c.patient_id == key.mrn,
                  o.c.clinic_id == key.clinic_id, o.c.time_ms >= t.since_ms, o.c.time_ms < t.until_ms)
-        day = (o.c.time_ms / DAY_MS).label("day")
+        day = (o.c.time_ms // DAY_MS).label("day")
         sums = (sa.select(day, o.c.metric, o.c.kind, sa.func.max(o.c.unit), sa.func.count(), sa.func.count(o.c.value),
                           sa.func.min(o.c.value), sa.func.max(o.c.value), sa.func.sum(o.c.value),
                           sa.func.min(o.c.time_ms), sa.func.max(o.c.time_ms))
@@ -269,7 +270,13 @@ def _consultations(conn: sa.Connection, t: Timeline) -> None:
 
 
 def _recordings(conn: sa.Connection, t: Timeline) -> None:
-    """RECORDINGS GO HERE: consultation recordings are listed by `hq.recordings.recordings_for`, the video
-    engineer's module, which HQ does not have yet. Until then the timeline says so rather than listing none
-    as if there were none; wire the call in here (entries of type "recording") when it lands."""
-    t.recordings = "not available: HQ does not store consultation recordings yet"
+    """The timeline's consultations' recordings (`hq.recordings.recordings_for`), entries of their own."""
+    found = 0
+    for consultation in [e for e in t.entries if e["type"] == "consultation"]:
+        for rec in recordings_for(conn, consultation["public_id"]):
+            started = datetime.fromisoformat(rec["started"]) if rec["started"] else None
+            at_ms = int(started.timestamp() * 1000) if started else int(consultation["at_ms"])
+            t.entries.append({"type": "recording", "at_ms": at_ms, "time": rec["started"], **rec,
+                              "link": f"/consultations/{consultation['public_id']}/call"})
+            found += 1
+    t.recordings = f"{found} on the timeline" if found else "none"

@@ -151,19 +151,35 @@ def _candidate(conn: sa.Connection, where: sa.ColumnElement[bool]) -> rules.Cand
 
 
 # ---- search keys ------------------------------------------------------------------------------------
-def key_source(conn: sa.Connection, patient_id: int) -> rules.KeySource:
-    row = conn.execute(sa.select(patients).where(patients.c.id == patient_id)).mappings().one()
+def record_key_source(row: Mapping[str, Any], mrns: Sequence[str],
+                      former: Sequence[Mapping[str, Any]] = ()) -> rules.KeySource:
+    """What a record is found by: its names (a device-made record has none), national id and record numbers,
+    and the names of records merged into it (a misspelt duplicate, a maiden name)."""
     names = [] if row["origin"] == "device" else [row["name"]]
     names += [n for n in (row["family_name"], row["given_name"], row["alt_name"]) if n]
     if row["family_name"] and row["given_name"]:
         names.append(f"{row['family_name']} {row['given_name']}")
-    # Records merged into this one keep being found by their names (a misspelt duplicate, a maiden name).
-    former = conn.execute(sa.select(patients.c.name, patients.c.alt_name, patients.c.origin)
-                          .where(patients.c.merged_into_id == patient_id)).all()
-    names += [n for name, alt, origin in former if origin != "device" for n in (name, alt) if n]
+    names += [n for f in former if f["origin"] != "device" for n in (f["name"], f["alt_name"]) if n]
+    return rules.KeySource(names=tuple(names), national_id=row["national_id"], mrns=tuple(mrns))
+
+
+def key_source(conn: sa.Connection, patient_id: int) -> rules.KeySource:
+    row = dict(conn.execute(sa.select(patients).where(patients.c.id == patient_id)).mappings().one())
+    former = [dict(f) for f in conn.execute(sa.select(patients.c.name, patients.c.alt_name, patients.c.origin)
+                                            .where(patients.c.merged_into_id == patient_id)).mappings()]
     mrns = conn.execute(sa.select(patient_identifiers.c.mrn)
                         .where(patient_identifiers.c.patient_id == patient_id)).scalars().all()
-    return rules.KeySource(names=tuple(names), national_id=row["national_id"], mrns=tuple(mrns))
+    return record_key_source(row, mrns, former)
+
+
+CHAIN_SCOPE = ""  # search keys of the whole chain; a clinic's scope is its id
+
+
+def search_scopes(conn: sa.Connection, patient_id: int) -> set[str]:
+    """The chain, and every clinic where the patient has a record number or a visit (who may find them there)."""
+    at = sa.union(sa.select(patient_identifiers.c.clinic_id).where(patient_identifiers.c.patient_id == patient_id),
+                  sa.select(visits.c.clinic_id).where(visits.c.patient_id == patient_id))
+    return {CHAIN_SCOPE, *conn.execute(at).scalars()}
 
 
 def reindex(conn: sa.Connection, patient_id: int) -> None:
@@ -172,10 +188,15 @@ def reindex(conn: sa.Connection, patient_id: int) -> None:
     merged = conn.execute(sa.select(patients.c.merged_into_id).where(patients.c.id == patient_id)).scalar()
     if merged is not None:
         return
-    keys = rules.search_keys(key_source(conn, patient_id))
-    if keys:
-        conn.execute(patient_search_keys.insert(),
-                     [{"key": k, "patient_id": patient_id, "kind": str(kind)} for k, kind in keys.items()])
+    rows = key_rows(patient_id, rules.search_keys(key_source(conn, patient_id)), search_scopes(conn, patient_id))
+    if rows:
+        conn.execute(patient_search_keys.insert(), rows)
+
+
+def key_rows(patient_id: int, keys: Mapping[str, rules.KeyKind], scopes: set[str]) -> list[dict[str, Any]]:
+    """The patient_search_keys rows of a patient: every key in every scope."""
+    return [{"scope": scope, "key": k, "patient_id": patient_id, "kind": str(kind)}
+            for scope in sorted(scopes) for k, kind in keys.items()]
 
 
 # ---- registering ------------------------------------------------------------------------------------
@@ -358,9 +379,13 @@ def record_visit(conn: sa.Connection, patient_id: int, clinic_id: str, *, starte
         found = conn.execute(sa.select(visits.c.id).where(visits.c.external_id == external_id)).first()
         if found is not None:
             return int(found.id), False
+    known_here = conn.execute(sa.select(patient_search_keys.c.patient_id).where(
+        patient_search_keys.c.patient_id == patient_id, patient_search_keys.c.scope == clinic_id).limit(1)).first()
     result = conn.execute(visits.insert().values(
         patient_id=patient_id, clinic_id=clinic_id, gateway_id=gateway_id, external_id=external_id,
         started_ms=started_ms, reason=reason, created_ms=clock_now_ms() if now is None else now))
+    if known_here is None:
+        reindex(conn, patient_id)  # the clinic's staff may find the patient now
     return int(result.inserted_primary_key[0]), True  # type: ignore[index]
 
 

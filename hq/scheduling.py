@@ -1,21 +1,29 @@
-"""Scheduling over the database: experts' published availability and exceptions, who is available now,
-proposals for a clinic's request, booking that can never double-book, cancellation, rescheduling, urgent
-extra slots approved by a department head, confirmations and reminders to the clinic's gateway.
+"""Scheduling over the database: experts publish weekly availability and exceptions (leave, clinic duty), who
+is available now (for emergencies), and proposals of the earliest fitting slots for a clinic's request.
 
-Synchronous functions over a connection (run them in a thread); the slot arithmetic is `hq.slots` (pure),
-the pages and API are `hq.console.schedule`.
+Synchronous functions over a connection (run them in a thread). Not booking (`hq.booking`), not the slot
+arithmetic (`hq.slots`, pure), not the pages and API (`hq.console.schedule`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 
-from hq import slots
-from hq.models import appointments, availability_exceptions, availability_rules, experts
+from hq import audit, slots
+from hq import departments as department_names
+from hq.auth import Actor, Role
+from hq.models import (
+    appointments,
+    availability_exceptions,
+    availability_rules,
+    departments,
+    experts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +45,14 @@ def rules_from_rows(rows: Iterable[Any]) -> tuple[slots.WeeklyRule, ...]:
         for r in rows)
 
 
-def _rules(conn: sa.Connection, chunk: list[int], into: dict[int, list[Any]]) -> None:
+def _rules(conn: sa.Connection, chunk: list[int], into: dict[int, list[Any]],
+           weekdays: Iterable[int] | None = None) -> None:
     r = availability_rules
-    for row in conn.execute(sa.select(r).where(r.c.expert_id.in_(chunk)).order_by(r.c.id)):
+    q = sa.select(r.c.expert_id, r.c.weekday, r.c.start_time, r.c.end_time, r.c.slot_minutes, r.c.valid_from,
+                  r.c.valid_until).where(r.c.expert_id.in_(chunk)).order_by(r.c.id)
+    if weekdays is not None:
+        q = q.where(r.c.weekday.in_(sorted(set(weekdays))))
+    for row in conn.execute(q):
         into.setdefault(int(row.expert_id), []).append(row)
 
 
@@ -93,6 +106,14 @@ def calendars(conn: sa.Connection, expert_ids: Iterable[int], from_ms: int, to_m
     return found
 
 
+def _today_and_yesterday(zone_name: str, at_ms: int) -> tuple[int, ...]:
+    try:
+        today = slots.local_date(at_ms, slots.zone(zone_name)).weekday()
+    except slots.RuleError:
+        return ()
+    return today, (today - 1) % 7
+
+
 def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) -> set[int]:
     """The experts who at `at_ms` are inside a published availability window, not on leave or clinic duty
     and not in a booked appointment (for matching emergencies: who can take a call now)."""
@@ -101,23 +122,233 @@ def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) ->
         return set()
     x, a = availability_exceptions, appointments
     zones = _zones(conn, ids)
+    # Only rules of a weekday that is today or yesterday somewhere in the experts' zones can cover `at_ms`.
+    weekdays = {d for name, _ in set(zones.values()) for d in _today_and_yesterday(name, at_ms)}
     rules: dict[int, list[Any]] = {}
     away: set[int] = set()
     for chunk in _chunks(ids):
-        _rules(conn, chunk, rules)
+        _rules(conn, chunk, rules, weekdays)
         away.update(int(e) for e in conn.execute(sa.select(x.c.expert_id).where(
             x.c.expert_id.in_(chunk), x.c.starts_ms <= at_ms, x.c.ends_ms > at_ms)).scalars())
         away.update(int(e) for e in conn.execute(sa.select(a.c.expert_id).where(
             a.c.expert_id.in_(chunk), a.c.status == "booked", a.c.start_ms <= at_ms, a.c.end_ms > at_ms)).scalars())
     available: set[int] = set()
+    answers: dict[tuple[str, tuple[slots.WeeklyRule, ...]], bool] = {}  # experts often share a zone and hours
     for expert_id, expert_rules in rules.items():
         if expert_id in away or expert_id not in zones:
             continue
-        try:
-            tz = slots.zone(zones[expert_id][0])
-        except slots.RuleError as exc:
-            log.warning("expert %d has no usable time zone, treated as unavailable: %s", expert_id, exc)
-            continue
-        if slots.available_at(slots.Calendar(expert_id, tz, rules_from_rows(expert_rules)), at_ms):
+        key = (zones[expert_id][0], rules_from_rows(expert_rules))
+        if key not in answers:
+            try:
+                tz = slots.zone(key[0])
+            except slots.RuleError as exc:
+                log.warning("expert %d has no usable time zone, treated as unavailable: %s", expert_id, exc)
+                answers[key] = False
+                continue
+            answers[key] = slots.available_at(slots.Calendar(expert_id, tz, key[1]), at_ms)
+        if answers[key]:
             available.add(expert_id)
     return available
+
+
+# ---- publishing availability ------------------------------------------------------------------
+class ScheduleError(ValueError):
+    """Published availability or a request is not acceptable; `field` names the input, `status` the HTTP code."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+def may_publish(actor: Actor, expert_id: int) -> bool:
+    """Experts publish their own availability; coordinators (and admins) anyone's."""
+    return actor.role in (Role.ADMIN, Role.COORDINATOR) or (
+        actor.role is Role.EXPERT and actor.expert_id == expert_id)
+
+
+def _publisher(conn: sa.Connection, actor: Actor, expert_id: int) -> dict[str, Any]:
+    if not may_publish(actor, expert_id):
+        raise ScheduleError("experts publish their own availability; coordinators anyone's", status=403)
+    row = conn.execute(sa.select(experts.c.id, experts.c.name, experts.c.time_zone)
+                       .where(experts.c.id == expert_id)).mappings().first()
+    if row is None:
+        raise ScheduleError(f"no expert {expert_id}", "expert_id", status=404)
+    return dict(row)
+
+
+def _date(value: Any, where: str) -> date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise slots.RuleError(f"{where} {value!r}: expected a date YYYY-MM-DD") from None
+
+
+def parse_rules(given: Any) -> list[slots.WeeklyRule]:
+    """Published rules ([{"weekday", "start", "end", "slot_minutes", "valid_from"?, "valid_until"?}, ...])
+    checked one by one and together; RuleError names the rule (rules[2]) and its field."""
+    if not isinstance(given, list):
+        raise slots.RuleError("rules: expected a list of weekly rules")
+    parsed = []
+    for i, item in enumerate(given):
+        where = f"rules[{i}]"
+        if not isinstance(item, dict):
+            raise slots.RuleError(f"{where}: expected an object with weekday, start, end and slot_minutes")
+        unknown = set(item) - {"weekday", "start", "end", "slot_minutes", "valid_from", "valid_until"}
+        if unknown:
+            raise slots.RuleError(f"{where}: unknown fields {sorted(unknown)}")
+        missing = [k for k in ("weekday", "start", "end", "slot_minutes") if k not in item]
+        if missing:
+            raise slots.RuleError(f"{where}: missing {', '.join(missing)}")
+        parsed.append(slots.make_rule(item["weekday"], item["start"], item["end"], item["slot_minutes"],
+                                      _date(item.get("valid_from"), f"{where}: valid_from"),
+                                      _date(item.get("valid_until"), f"{where}: valid_until"), where=where))
+    slots.check_rules(parsed)
+    return parsed
+
+
+def rule_json(rule: slots.WeeklyRule) -> dict[str, Any]:
+    return {"weekday": rule.weekday, "start": slots.format_minute(rule.start), "end": slots.format_minute(rule.end),
+            "slot_minutes": rule.slot_minutes,
+            "valid_from": None if rule.valid_from is None else rule.valid_from.isoformat(),
+            "valid_until": None if rule.valid_until is None else rule.valid_until.isoformat(),
+            "text": slots.describe(rule)}
+
+
+def publish_rules(conn: sa.Connection, actor: Actor, expert_id: int, given: Any) -> list[slots.WeeklyRule]:
+    """Replace the expert's weekly rules. Booked appointments keep their time (their claims hold it) even
+    where the new hours no longer cover it; `availability` lists them as outside the hours."""
+    expert = _publisher(conn, actor, expert_id)
+    try:
+        rules = parse_rules(given)
+    except slots.RuleError as exc:
+        raise ScheduleError(str(exc), "rules") from exc
+    r = availability_rules
+    conn.execute(r.delete().where(r.c.expert_id == expert_id))
+    if rules:
+        conn.execute(r.insert(), [{"expert_id": expert_id, "weekday": x.weekday,
+                                   "start_time": slots.format_minute(x.start), "end_time": slots.format_minute(x.end),
+                                   "slot_minutes": x.slot_minutes, "valid_from": x.valid_from,
+                                   "valid_until": x.valid_until} for x in rules])
+    audit.record(conn, actor, "availability.publish", "expert", expert_id,
+                 detail={"time_zone": expert["time_zone"], "rules": [rule_json(x) for x in rules]})
+    return rules
+
+
+EXCEPTION_KINDS = ("leave", "clinic_duty")
+NOTE_MAX = 500
+
+
+def add_exception(conn: sa.Connection, actor: Actor, expert_id: int, *, starts_ms: int, ends_ms: int, kind: str,
+                  note: str | None, now: int) -> tuple[int, list[dict[str, Any]]]:
+    """Leave or clinic duty from `starts_ms` to `ends_ms`; returns its id and the active appointments it
+    overlaps (they stand until someone moves or cancels them: the page lists them)."""
+    _publisher(conn, actor, expert_id)
+    if kind not in EXCEPTION_KINDS:
+        raise ScheduleError(f"kind {kind!r}: expected leave or clinic_duty", "kind")
+    if ends_ms <= starts_ms:
+        raise ScheduleError("the exception must end after it starts", "ends")
+    if ends_ms <= now:
+        raise ScheduleError("the exception is over already", "ends")
+    text = (note or "").strip() or None
+    if text is not None and len(text) > NOTE_MAX:
+        raise ScheduleError(f"note: at most {NOTE_MAX} characters", "note")
+    x = availability_exceptions
+    result = conn.execute(x.insert().values(expert_id=expert_id, starts_ms=starts_ms, ends_ms=ends_ms, kind=kind,
+                                            note=text, created_by_user_id=actor.user_id, created_ms=now))
+    exception_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    a = appointments
+    clashes = [dict(r) for r in conn.execute(
+        sa.select(a.c.id, a.c.start_ms, a.c.end_ms, a.c.status, a.c.clinic_id).where(
+            a.c.expert_id == expert_id, a.c.status.in_(ACTIVE_STATUSES), a.c.start_ms < ends_ms,
+            a.c.end_ms > starts_ms).order_by(a.c.start_ms)).mappings()]
+    audit.record(conn, actor, "availability.exception_add", "expert", expert_id,
+                 detail={"exception_id": exception_id, "kind": kind, "starts_ms": starts_ms, "ends_ms": ends_ms,
+                         "overlapping_appointments": [c["id"] for c in clashes]})
+    return exception_id, clashes
+
+
+def remove_exception(conn: sa.Connection, actor: Actor, exception_id: int) -> int:
+    """Remove leave or clinic duty; returns the expert's id."""
+    x = availability_exceptions
+    row = conn.execute(sa.select(x).where(x.c.id == exception_id)).mappings().first()
+    if row is None or not may_publish(actor, row["expert_id"]):
+        raise ScheduleError(f"no exception {exception_id} you may remove", "exception_id", status=404)
+    conn.execute(x.delete().where(x.c.id == exception_id))
+    audit.record(conn, actor, "availability.exception_remove", "expert", row["expert_id"],
+                 detail={"exception_id": exception_id, "kind": row["kind"], "starts_ms": row["starts_ms"],
+                         "ends_ms": row["ends_ms"]})
+    return int(row["expert_id"])
+
+
+def availability(conn: sa.Connection, expert_id: int, *, now: int) -> dict[str, Any]:
+    """The expert's zone, weekly rules and the exceptions not over yet."""
+    row = conn.execute(sa.select(experts.c.id, experts.c.name, experts.c.time_zone, experts.c.department_id,
+                                 experts.c.user_id).where(experts.c.id == expert_id)).mappings().first()
+    if row is None:
+        raise ScheduleError(f"no expert {expert_id}", "expert_id", status=404)
+    found: dict[int, list[Any]] = {}
+    _rules(conn, [expert_id], found)
+    x = availability_exceptions
+    exceptions = [dict(r) for r in conn.execute(sa.select(x).where(x.c.expert_id == expert_id, x.c.ends_ms > now)
+                                                .order_by(x.c.starts_ms)).mappings()]
+    return {"expert": dict(row), "rules": list(rules_from_rows(found.get(expert_id, []))), "exceptions": exceptions}
+
+
+# ---- proposals ----------------------------------------------------------------------------------
+def candidate_experts(conn: sa.Connection, *, department_id: int | None = None, expert_id: int | None = None,
+                      language: str | None = None) -> list[dict[str, Any]]:
+    """Active experts of the department (or the one expert asked for), optionally speaking `language`."""
+    q = sa.select(experts.c.id, experts.c.name, experts.c.title, experts.c.hospital, experts.c.department_id,
+                  experts.c.time_zone, experts.c.languages).where(experts.c.active.is_(True))
+    if expert_id is not None:
+        q = q.where(experts.c.id == expert_id)
+    elif department_id is not None:
+        q = q.where(experts.c.department_id == department_id)
+    else:
+        raise ScheduleError("ask by department or by expert", "department")
+    rows = [dict(r) for r in conn.execute(q.order_by(experts.c.id)).mappings()]
+    if language:
+        wanted = language.strip().lower()
+        rows = [r for r in rows if any(str(x).lower().split("-")[0] == wanted.split("-")[0]
+                                       for x in (r["languages"] or []))]
+    return rows
+
+
+def propose(conn: sa.Connection, request: slots.SlotRequest, *, department_id: int | None = None,
+            expert_id: int | None = None, language: str | None = None) -> list[dict[str, Any]]:
+    """The earliest fitting free slots across the candidate experts, with who they are."""
+    people = {r["id"]: r for r in candidate_experts(conn, department_id=department_id, expert_id=expert_id,
+                                                    language=language)}
+    cals = calendars(conn, list(people), request.not_before_ms, request.not_after_ms)
+    return [{"expert": people[p.expert_id], "start_ms": p.start_ms, "end_ms": p.end_ms}
+            for p in slots.propose(cals.values(), request)]
+
+
+def resolve_department(conn: sa.Connection, name: str) -> int | None:
+    """A department's id from any of its names or synonyms (`hq.departments.resolve`), its code (what the
+    request form sends) or its id, or None."""
+    text = name.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        found = conn.execute(sa.select(departments.c.id).where(departments.c.id == int(text))).scalar()
+        return None if found is None else int(found)
+    resolved = department_names.resolve(conn, text)
+    if resolved is not None:
+        return resolved
+    found = conn.execute(sa.select(departments.c.id).where(departments.c.code == text)).scalar()
+    return None if found is None else int(found)
+
+
+def directory(conn: sa.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Departments and active experts (with their department's name), for the request forms."""
+    d, x = departments, experts
+    depts = [dict(r) for r in conn.execute(sa.select(d.c.id, d.c.code, d.c.name).order_by(d.c.name)).mappings()]
+    people = [dict(r) for r in conn.execute(
+        sa.select(x.c.id, x.c.name, x.c.title, x.c.hospital, x.c.time_zone, x.c.department_id,
+                  d.c.name.label("department_name")).join(d, d.c.id == x.c.department_id)
+        .where(x.c.active.is_(True)).order_by(x.c.name, x.c.id)).mappings()]
+    return depts, people

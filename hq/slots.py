@@ -19,6 +19,7 @@ Time rules (the expert's zone decides, DST included):
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 import itertools
 import re
@@ -51,6 +52,7 @@ def zone(name: str) -> ZoneInfo:
         raise RuleError(f"time zone {name!r} is not an IANA time zone name such as 'Europe/Berlin'") from exc
 
 
+@functools.lru_cache(maxsize=4096)  # stored rules repeat the same few times; parsing is on the matching path
 def parse_minute(text: str, field_name: str, *, allow_24: bool = False) -> int:
     """"HH:MM" -> minutes after midnight, on the 5-minute grid; "24:00" only where `allow_24`."""
     match = _HHMM.fullmatch(text.strip()) if isinstance(text, str) else None
@@ -158,6 +160,7 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp()) * 1000
 
 
+@functools.lru_cache(maxsize=65536)  # many experts share a zone and hours: each instant is worked out once
 def local_ms(day: date, minute: int, tz: ZoneInfo) -> int:
     """The instant the expert's clock shows `minute` on `day` (see the module's time rules for DST)."""
     day = day + timedelta(days=minute // DAY_MINUTES)

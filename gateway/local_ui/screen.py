@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.local_ui import consultation_pages, home, notices
+from gateway.local_ui import appointments, checkin, consultation_pages, home, notices
 from gateway.local_ui.shell import GATEWAY, STATIC_DIR
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ PAGE_ROUTES: tuple[web.RouteTableDef, ...] = (
     home.routes,
     consultation_pages.routes,
     notices.routes,
+    appointments.routes,
+    checkin.routes,
 )
 
 

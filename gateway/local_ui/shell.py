@@ -35,8 +35,10 @@ class NavItem:
 # The screen's pages in the order of the navigation list; each page module adds its one line here.
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Home"),
+    NavItem("/checkin", "Check-in"),
     NavItem("/consultations", "Consultations"),
     NavItem("/notices", "Notices from HQ"),
+    NavItem("/appointments", "Appointments"),
 )
 
 CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "

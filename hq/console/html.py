@@ -84,7 +84,11 @@ _OPERATIONS = frozenset({"admin", "coordinator", "department_head", "clinic_staf
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Fleet", _OPERATIONS),
     NavItem("/enrolment", "Enrol a gateway", frozenset({"coordinator"})),
+    NavItem("/schedule", "Schedule", _EVERYONE),
     NavItem("/consultations", "Consultations", _EVERYONE),
+    NavItem("/patients", "Patients", _EVERYONE),
+    NavItem("/experts", "Experts", _EVERYONE),
+    NavItem("/consultation-metrics", "Metrics", _EVERYONE),
     NavItem("/admin/users", "Users", frozenset({"admin"})),
     NavItem("/audit", "Audit log", frozenset({"admin"})),
 )
@@ -149,7 +153,8 @@ def login_page(next_path: str, error: str | None) -> str:
 
 def tile(obs: Mapping[str, Any]) -> str:
     return (
-        f"<div class=\"tile\" data-patient=\"{e(obs['patient_id'])}\" data-metric=\"{e(obs['metric'])}\">"
+        f"<div class=\"tile\" data-patient=\"{e(obs['patient_id'])}\" data-clinic=\"{e(obs['clinic_id'])}\" "
+        f"data-metric=\"{e(obs['metric'])}\">"
         f"<div class=\"label\">{e(metric_label(obs['metric']))}</div>"
         f"<div class=\"reading\"><span class=\"value\">{e(format_value(obs['value']))}</span> "
         f"<span class=\"unit\" title=\"{e(obs['unit'] or '')}\">{e(unit_label(obs['unit']))}</span></div>"
@@ -198,11 +203,16 @@ def identity_line(gw: Mapping[str, Any], *, manage: bool = False) -> str:
     return f"<div class=\"identity\">settings {settings} \u00b7 {cert}{link}</div>"
 
 
-def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]]) -> str:
+def patient_link(clinic_id: str, patient_id: str) -> str:
+    """A device's patient id at a clinic leads to the HQ patient it belongs to (`hq.console.patients`)."""
+    return f"/patients/lookup?clinic_id={quote(clinic_id, safe='')}&mrn={quote(patient_id, safe='')}"
+
+
+def patient_block(patient_id: str, vitals: Iterable[Mapping[str, Any]], clinic_id: str = "") -> str:
     tiles = "".join(tile(v) for v in vitals)
     return (
-        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\">"
-        f"<a class=\"patient-link\" href=\"/patients/{e(quote(patient_id, safe=''))}\">{e(patient_id)}</a>"
+        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\" data-clinic=\"{e(clinic_id)}\">"
+        f"<a class=\"patient-link\" href=\"{e(patient_link(clinic_id, patient_id))}\">{e(patient_id)}</a>"
         f"<div class=\"tiles\">{tiles}</div></div>"
     )
 
@@ -217,7 +227,7 @@ def fleet_page(clinics: Sequence[Mapping[str, Any]], gateways: Sequence[Mapping[
         cid = clinic["clinic_id"]
         cards = "".join(gateway_card(g, (gaps or {}).get(g["gateway_id"], ()), manage=manage)
                         for g in gateways if g["clinic_id"] == cid)
-        blocks = "".join(patient_block(pid, vitals) for pid, vitals in patients.get(cid, []))
+        blocks = "".join(patient_block(pid, vitals, cid) for pid, vitals in patients.get(cid, []))
         sections.append(
             f"<section class=\"clinic\" data-clinic=\"{e(cid)}\"><h2>{e(clinic['name'])}</h2>"
             f"<div class=\"gateways\">{cards}</div>"
@@ -246,19 +256,3 @@ def chart(metric: str) -> str:
         f"<svg class=\"chart\" data-metric=\"{e(metric)}\" data-points=\"0\" viewBox=\"0 0 600 160\" "
         f"preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{e(metric_label(metric))} trend\"></svg></figure>"
     )
-
-
-def patient_page(patient_id: str, vitals: Sequence[Mapping[str, Any]], alarms: Sequence[Mapping[str, Any]],
-                 trend_since: str, gaps: Sequence[Mapping[str, Any]] = (), *, actor: Any = None) -> str:
-    tiles = "".join(tile(v) for v in vitals)
-    charts = "".join(chart(v["metric"]) for v in vitals)
-    alarm_items = "".join(alarm_item(a) for a in alarms)
-    body = (
-        f"<h1>Patient <span class=\"patient-id\">{e(patient_id)}</span></h1>"
-        f"<div class=\"patient\" data-patient=\"{e(patient_id)}\"><div class=\"tiles\" id=\"tiles\">{tiles}</div></div>"
-        f"<h2>Alarms</h2><ul class=\"alarms\" id=\"alarms\">{alarm_items}</ul>"
-        f"<h2>Data gaps</h2><ul class=\"gaps\" id=\"gaps\">{''.join(gap_item(g) for g in gaps)}</ul>"
-        f"<h2>Trends</h2><div class=\"charts\" id=\"charts\">{charts}</div>"
-    )
-    return page(f"Patient {patient_id}", body,
-                page_data={"view": "patient", "patient_id": patient_id, "trend_since": trend_since}, actor=actor)

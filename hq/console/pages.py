@@ -1,4 +1,4 @@
-"""The web console's pages: the fleet overview at / and a patient's live vitals at /patients/{id}.
+"""The web console's fleet overview at /; a patient's page (timeline and live vitals) is `hq.console.patients`.
 
 Handlers gather rows (in a thread) and hand JSON-shaped data to `hq.console.html`; no markup here.
 """
@@ -12,18 +12,17 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from hq import audit, queries
+from hq import queries
 from hq.api import fleet_view
 from hq.appkeys import CONFIG, ENGINE
 from hq.auth import OPERATIONS, clinic_scope, require
-from hq.clock import iso_from_ms, now_ms
+from hq.clock import now_ms
 from hq.console import html
 from hq.query_params import ObservationQuery
 from hq.representations import clinic_json, observation_json
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_PATIENTS_PER_CLINIC = 50
-ALARMS_SHOWN = 20
 GAPS_SHOWN = 5  # per gateway on the fleet page
 
 routes = web.RouteTableDef()
@@ -57,26 +56,3 @@ async def fleet(request: web.Request) -> web.Response:
     clinics, gateways, patients, gaps = await asyncio.to_thread(_fleet_data, request.app[ENGINE], since_ms,
                                                                  clinic_id)
     return html.response(html.fleet_page(clinics, gateways, patients, gaps, actor=actor))
-
-
-def _patient_data(
-    engine: sa.Engine, patient_id: str, clinic_id: str | None, actor: Any
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    vitals = [observation_json(r) for r in queries.latest_vitals(engine, patient_id, clinic_id)]
-    alarms = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, clinic_id=clinic_id,
-                                                                kind="alarm", limit=ALARMS_SHOWN))
-    gaps = queries.find_observations(engine, ObservationQuery(patient_id=patient_id, clinic_id=clinic_id,
-                                                              kind="gap", limit=ALARMS_SHOWN))
-    audit.record_now(engine, actor, "patient.vitals.read", "patient", patient_id, clinic_id=clinic_id)
-    return vitals, [observation_json(r) for r in alarms], [observation_json(r) for r in gaps]
-
-
-@routes.get("/patients/{patient_id}")
-async def patient(request: web.Request) -> web.Response:
-    actor = await require(request, *OPERATIONS)
-    clinic_id = clinic_scope(request, actor, None)
-    patient_id = request.match_info["patient_id"]
-    vitals, alarms, gaps = await asyncio.to_thread(_patient_data, request.app[ENGINE], patient_id, clinic_id, actor)
-    since = iso_from_ms(now_ms() - request.app[CONFIG].console.trend_window_s * 1000)
-    assert since is not None
-    return html.response(html.patient_page(patient_id, vitals, alarms, since, gaps, actor=actor))

@@ -1,6 +1,7 @@
 """The console's WebSocket at /ws: a client subscribes, then receives observations and gateway changes.
 
-Client -> HQ: {"subscribe": {"patient_id"?, "clinic_id"?, "kinds"?: [...]}} (an empty object: everything).
+Client -> HQ: {"subscribe": {"patient_id"?, "clinic_id"?, "kinds"?: [...], "patients"?: [{"clinic_id", "patient_id"},
+...]}} (an empty object: everything; "patients": one HQ patient's record numbers at several clinics).
 HQ -> client: {"type": "subscribed", ...}, {"type": "observations", "items": [...]},
 {"type": "gateway", "gateway": {...}}, {"type": "error", "error": "..."}.
 """
@@ -45,9 +46,10 @@ def parse_subscription(text: str) -> Subscription:
         return Subscription()
     if not isinstance(spec, dict):
         raise SubscriptionError('"subscribe" must be an object (or "all")')
-    unknown = set(spec) - {"patient_id", "clinic_id", "kinds"}
+    unknown = set(spec) - {"patient_id", "clinic_id", "kinds", "patients"}
     if unknown:
-        raise SubscriptionError(f"unknown subscription keys {sorted(unknown)}; expected patient_id, clinic_id, kinds")
+        raise SubscriptionError(f"unknown subscription keys {sorted(unknown)}; expected patient_id, clinic_id, kinds, "
+                                "patients")
     for key in ("patient_id", "clinic_id"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise SubscriptionError(f"{key} must be a string")
@@ -58,11 +60,29 @@ def parse_subscription(text: str) -> Subscription:
         kind_set = frozenset(kinds)
     else:
         raise SubscriptionError(f"kinds must be a list of {sorted(wire.KINDS)}")
-    return Subscription(patient_id=spec.get("patient_id"), clinic_id=spec.get("clinic_id"), kinds=kind_set)
+    return Subscription(patient_id=spec.get("patient_id"), clinic_id=spec.get("clinic_id"), kinds=kind_set,
+                        patients=_patient_pairs(spec.get("patients")))
+
+
+MAX_SUBSCRIBED_PATIENTS = 50
+
+
+def _patient_pairs(value: Any) -> frozenset[tuple[str, str]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_SUBSCRIBED_PATIENTS or not all(
+            isinstance(p, dict) and set(p) == {"clinic_id", "patient_id"}
+            and all(isinstance(v, str) for v in p.values()) for p in value):
+        raise SubscriptionError(f"patients must be a list of at most {MAX_SUBSCRIBED_PATIENTS} "
+                                '{"clinic_id": ..., "patient_id": ...} objects')
+    return frozenset((p["clinic_id"], p["patient_id"]) for p in value)
 
 
 def subscription_json(sub: Subscription) -> dict[str, Any]:
-    return {"patient_id": sub.patient_id, "clinic_id": sub.clinic_id, "kinds": sorted(sub.kinds)}
+    doc: dict[str, Any] = {"patient_id": sub.patient_id, "clinic_id": sub.clinic_id, "kinds": sorted(sub.kinds)}
+    if sub.patients is not None:
+        doc["patients"] = [{"clinic_id": c, "patient_id": p} for c, p in sorted(sub.patients)]
+    return doc
 
 
 async def _pump(client: LiveClient, ws: web.WebSocketResponse) -> None:

@@ -33,7 +33,10 @@ def reference(resource_type: str, resource_id: int | str) -> dict[str, str]:
 
 def searchset(resources: Iterable[dict[str, Any]], base_url: str) -> dict[str, Any]:
     entries = [{"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r} for r in resources]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(entries)}
+    if entries:  # FHIR JSON has no empty arrays: an empty result has no "entry" at all
+        bundle["entry"] = entries
+    return bundle
 
 
 def operation_outcome(severity: str, code: str, diagnostics: str) -> dict[str, Any]:

@@ -106,5 +106,5 @@ expert_capability = sa.Table(
     sa.Column("adoption_answers", sa.Integer, nullable=False),  # consultations whose clinic said yes or no
     sa.Column("adopted", sa.Integer, nullable=False),
     sa.Column("last_consultation_ms", Millis),
-    sa.Column("computed_ms", Millis, nullable=False),
+    sa.Column("computed_ms", Millis, nullable=False),  # when these figures were computed (they changed then)
 )

@@ -1,6 +1,6 @@
 """Shared patient records: one patient across all clinics, their per-clinic record numbers, the search keys,
 duplicate candidates and merges, visits, imaging (DICOM) attachments, and the summaries of their readings
-that keep a timeline fast however long the history (hourly rollups, alarms and gaps copied out).
+that keep a timeline fast however long the history (daily rollups, alarms and gaps copied out).
 
 Only the schema; matching, merging, search and the timeline are in `hq.records` and `hq.patient_search`.
 """
@@ -40,15 +40,20 @@ patients = sa.Table(
 # index sorts by code point (SQLite's default BINARY collation does; a linguistic collation may not).
 SearchKey = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
 
-# Every normalised name token, whole name, national id and record number of a live (not merged-away) patient:
-# a search term matches by prefix with one index range scan, in any script (see `hq.patient_matching`).
+# Every normalised name token, whole name, national id and record number of a live (not merged-away) patient,
+# once for the whole chain (scope "") and once per clinic where the patient has a record number or a visit (scope
+# = the clinic id): a search term matches by prefix with one index range scan, in any script, and clinic staff
+# search their clinic's scope directly instead of filtering the chain's hits (see `hq.patient_search`).
 patient_search_keys = sa.Table(
     "patient_search_keys",
     metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),
     sa.Column("key", SearchKey, primary_key=True),
     sa.Column("patient_id", BigId, sa.ForeignKey("patients.id"), primary_key=True),
     sa.Column("kind", sa.String(8), nullable=False),  # name | nid | mrn
     sa.Index("ix_patient_search_keys_patient_id_key", "patient_id", "key"),
+    # SQLite: rows clustered by the key, so a range scan reads them in place (no rowid lookup per key).
+    sqlite_with_rowid=False,
 )
 
 # The record number a clinic (and its devices, as PID-3) knows the patient by.
@@ -137,15 +142,15 @@ imaging = sa.Table(
     sa.Index("ix_imaging_patient_id", "patient_id"),
 )
 
-# Readings summed per patient key (clinic, the device's patient id), metric, kind and UTC hour by
+# Readings summed per patient key (clinic, the device's patient id), metric, kind and UTC day by
 # `hq.observation_rollup` from rows HQ holds completely (below each gateway's complete_below): a timeline over
-# a year reads at most 24 x 365 rows per metric, never the raw readings.
+# a year reads at most 365 rows per metric, never the raw readings.
 observation_rollups = sa.Table(
     "observation_rollups",
     metadata,
     sa.Column("clinic_id", sa.String(64), primary_key=True),
     sa.Column("patient_key", sa.String(80), primary_key=True),  # observations.patient_id = an MRN
-    sa.Column("hour_ms", Millis, primary_key=True),
+    sa.Column("day_ms", Millis, primary_key=True),
     sa.Column("metric", sa.String(80), primary_key=True),
     sa.Column("kind", sa.String(16), primary_key=True),  # observation | alarm | gap
     sa.Column("unit", sa.String(40)),
@@ -156,6 +161,7 @@ observation_rollups = sa.Table(
     sa.Column("value_sum", sa.Float),
     sa.Column("first_ms", Millis, nullable=False),
     sa.Column("last_ms", Millis, nullable=False),
+    sqlite_with_rowid=False,  # a patient's days are read as one range, in place
 )
 
 # Alarms and gaps (rare, and what a clinician looks for) copied out of observations by the rollup, so that

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import paho.mqtt.client as paho
 import pytest
@@ -149,7 +150,8 @@ def test_patient_page_tiles_and_trend_chart_update_live(page: Page, hq: Hq, gate
     for value in (97, 96):
         gateway.reading(value)
     wait_stored(hq, 2)
-    accounts.login(page, hq.url, "coordinator", next_path=f"/patients/{PATIENT}")
+    lookup = quote(f"/patients/lookup?clinic_id=clinic-e2e&mrn={PATIENT}", safe="/")
+    accounts.login(page, hq.url, "coordinator", next_path=lookup)
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
     chart = page.locator(f'svg.chart[data-metric="{SPO2}"]')
     expect(chart).to_have_attribute("data-points", "2")

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -33,7 +34,9 @@ def stack() -> Iterator[Stack]:
 
 
 def test_console_shows_a_monitors_vitals_changing_live(page: Page, stack: Stack) -> None:
-    accounts.login(page, stack.hq_url, ADMIN, next_path=f"/patients/{PATIENT}")
+    # The device's patient id at the clinic leads to the HQ patient's page (made from the readings).
+    lookup = quote(f"/patients/lookup?clinic_id=clinic-chain&mrn={PATIENT}", safe="/")
+    accounts.login(page, stack.hq_url, ADMIN, next_path=lookup)
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed", timeout=15_000)
     value = page.locator(f'.tile[data-patient="{PATIENT}"][data-metric="{SPO2}"] .value')
     expect(value).to_have_text(re.compile(r"^\d+(\.\d+)?$"), timeout=20_000)

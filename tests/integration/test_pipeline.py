@@ -257,7 +257,8 @@ def test_quota_drops_are_explicit_gaps_at_hq(stack: Stack) -> None:
     assert len(rows) == appended - dropped
     assert len(observations) > 0
     patient = gaps[0]["patient_id"]
-    assert "were dropped (outbox quota" in stack.hq_page(f"/patients/{patient}")
+    # The patient's timeline (the HQ patient its device patient id belongs to) lists the gaps.
+    assert "were dropped (outbox quota" in stack.hq_page(f"/patients/lookup?clinic_id=clinic-q&mrn={patient}")
     # The fleet page shows the gateway's gaps too, on its card.
     fleet = stack.hq_page("/")
     card = fleet[fleet.index('data-gateway="gw-q"'):]

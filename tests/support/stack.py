@@ -54,6 +54,7 @@ class GatewaySpec:
     outbox_options: dict[str, int | float] = field(default_factory=dict)  # more [outbox] keys, e.g. batch_max_records
     broker_via: NetProxy | None = None  # reach the broker through this proxy (a WAN the test controls)
     env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. LD_PRELOAD=libfaketime
+    extra_toml: str = ""  # more configuration, e.g. [media] settings and [[camera]] tables
     enrol: bool = False  # TLS: enrol through HQ with a one-time token (HQ must be running) instead of a direct issue
 
 
@@ -63,7 +64,7 @@ OBSERVER_IDENTITY = "hq-observer"
 
 class Stack:
     def __init__(self, workdir: Path | None = None, *, hq_port: int | None = None, db_url: str | None = None,
-                 log_to_console: bool = False, tls: bool = True) -> None:
+                 log_to_console: bool = False, tls: bool = True, hq_extra_config: str = "") -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="clinic-stack-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hq_port = hq_port or free_port()
@@ -80,6 +81,7 @@ class Stack:
         self.gateway_env: dict[str, dict[str, str]] = {}
         self.proxies: list[NetProxy] = []
         self.admin_token: str | None = None  # API token of the admin user ADMIN, made at the first start of HQ
+        self.hq_extra_config = hq_extra_config  # more TOML sections for HQ, e.g. "[scheduling]\nreminder_poll_s = 1\n"
 
     # ---- processes ------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -115,18 +117,20 @@ class Stack:
         self.proxies.append(proxy)
         return proxy
 
-    def hq_config_text(self) -> str:
+    def hq_config_text(self, *, port: int | None = None, client_id: str = "hq-1") -> str:
         tls = ""
         if self.hq_identity is not None:
             tls = (f'ca_file = "{self.hq_identity.ca_file}"\ncert_file = "{self.hq_identity.cert_file}"\n'
                    f'key_file = "{self.hq_identity.key_file}"\ndynamic_security = true\n')
         return (
             f'[database]\nurl = "{self.db_url}"\n'
-            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "hq-1"\n{tls}'
-            f'[http]\nhost = "127.0.0.1"\nport = {self.hq_port}\n'
+            f'[mqtt]\nhost = "{self.broker.host}"\nport = {self.broker.port}\nclient_id = "{client_id}"\n{tls}'
+            f'[http]\nhost = "127.0.0.1"\nport = {port or self.hq_port}\n'
             "[replication]\nenabled = true\n"  # Litestream to <stack dir>/replica/hq.db (SQLite only)
             "[auth]\nsecure_cookies = false\n"  # the console is reached over plain http on loopback
             f'[ca]\ndir = "{self.ca_dir}"\n'
+            f'[records]\nattachments_dir = "{self.dir / "attachments"}"\n'
+            + self.hq_extra_config
         )
 
     def gateway_tls_paths(self, gateway_id: str) -> ClientIdentity:
@@ -180,6 +184,16 @@ class Stack:
             accounts.add_user(self.db_url, ADMIN, "admin", display_name="Test Admin")
             self.admin_token = accounts.api_token(self.db_url, ADMIN)
 
+    def start_hq_worker(self, n: int) -> str:
+        """HQ worker number `n` (2, 3, ...) beside the one `start_hq` started, on the same database and broker:
+        the scale path (PostgreSQL and several workers). Returns its URL."""
+        port = free_port()
+        path = self.dir / f"hq-{n}.toml"
+        path.write_text(self.hq_config_text(port=port, client_id=f"hq-{n}"))
+        self._spawn(f"hq-{n}", [sys.executable, "-m", "hq", "serve", "--config", str(path)])
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout_s=30)
+        return f"http://127.0.0.1:{port}"
+
     @property
     def hq_url(self) -> str:
         return f"http://127.0.0.1:{self.hq_port}"
@@ -221,6 +235,7 @@ class Stack:
                 port = self.tcp_ports.setdefault(f"{spec.gateway_id}/{dev.device_id}", free_port())
                 lines.append(f'[[tcp]]\nhost = "127.0.0.1"\nport = {port}\nprotocol = "{dev.protocol}"\n'
                              f'device_id = "{dev.device_id}"\n')
+        lines.append(spec.extra_toml)
         return "\n".join(lines)
 
     def start_gateway(self, spec: GatewaySpec, *, start_simulators: bool = True) -> dict[str, str]:
@@ -299,6 +314,10 @@ class Stack:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return dict(json.load(resp))
 
+    def gateway_url(self, gateway_id: str) -> str:
+        """The gateway's local API and staff screen."""
+        return f"http://127.0.0.1:{self.gateway_http_ports[gateway_id]}"
+
     def hq_get(self, path: str, token: str | None = None) -> dict[str, object]:
         """GET a JSON API path as the stack's admin (or the holder of `token`)."""
         import json
@@ -332,7 +351,7 @@ class Stack:
     # ---- teardown -------------------------------------------------------------------------
     def stop(self) -> None:
         # Devices first, then gateways (they publish their offline status), HQ, and the ptys last.
-        rank = {"sim-": 0, "gw-": 1, "hq": 2, "socat-": 3}
+        rank = {"sim-": 0, "gw-": 1, "hq": 2, "socat-": 3}  # "hq" also ranks the extra workers ("hq-2", ...)
         for name in sorted(self.procs, key=lambda n: next((r for p, r in rank.items() if n.startswith(p)), 4)):
             self.stop_process(name)
         for proxy in self.proxies:

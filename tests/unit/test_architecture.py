@@ -10,17 +10,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What HQ may use of the gateway package: the wire contract and its transport, the config loader, the
-# Prometheus exposition, Litestream replication and systemd's notification protocol (both services run
-# under systemd with a watchdog). gateway.consultation_wire is the consultation part of the wire contract
-# (events and notices), pure like wire. The X.509 building blocks both ends of an enrolment need
-# (tls_identity: the gateway makes the request HQ's CA signs), the crash-safe file writer both use for keys
-# and certificates, and the settings HQ may manage on a gateway with their rules (managed_settings: the
-# console checks a version with the rules the gateway applies). Everything else in gateway/ is the clinic
-# service's own business.
-HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.consultation_wire", "gateway.mqttlink",
-                              "gateway.tomlconfig", "gateway.prometheus", "gateway.replication", "gateway.sdnotify",
-                              "gateway.tls_identity", "gateway.atomic_file", "gateway.managed_settings"}
+# What HQ may use of the gateway package: the wire contract (with its consultation and appointment parts, which
+# HQ writes and the gateway reads, pure like wire) and its transport, the config loader, the Prometheus
+# exposition, Litestream replication and systemd's notification protocol (both services run under systemd with a
+# watchdog). The X.509 building blocks both ends of an enrolment need (tls_identity: the gateway makes the
+# request HQ's CA signs), the crash-safe file writer both use for keys and certificates, and the settings HQ may
+# manage on a gateway with their rules (managed_settings: the console checks a version with the rules the
+# gateway applies). Everything else in gateway/ is the clinic service's own business.
+HQ_MAY_IMPORT_FROM_GATEWAY = {"gateway", "gateway.wire", "gateway.consultation_wire", "gateway.appointment_wire",
+                              "gateway.mqttlink", "gateway.tomlconfig", "gateway.prometheus", "gateway.replication",
+                              "gateway.sdnotify", "gateway.tls_identity", "gateway.atomic_file",
+                              "gateway.managed_settings"}
 
 
 def imports(path: Path) -> set[str]:

@@ -5,6 +5,17 @@
   const page = JSON.parse(document.body.dataset.page || "{}");
   const MAX_POINTS = 2000;
   const series = new Map(); // metric -> {points: [[ms, value, key]], keys: Set}
+  // The patient page shows one HQ patient, whose readings carry its record number at each clinic.
+  const patientKeys = page.patient_keys || (page.patient_id ? [{clinic_id: null, patient_id: page.patient_id}] : []);
+  function isOurs(item) {
+    return patientKeys.some(function (k) {
+      return k.patient_id === item.patient_id && (k.clinic_id === null || k.clinic_id === item.clinic_id);
+    });
+  }
+  function tileSelector(item) {
+    return ".tile" + sel("data-patient", item.patient_id) + sel("data-clinic", item.clinic_id) +
+      sel("data-metric", item.metric);
+  }
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -26,13 +37,14 @@
 
   // ---- tiles -------------------------------------------------------------------------------
   function patientContainer(item) {
-    let block = document.querySelector(".patient" + sel("data-patient", item.patient_id));
+    let block = document.querySelector(".patient" + sel("data-patient", item.patient_id) +
+                                        sel("data-clinic", item.clinic_id));
     if (block) return block.querySelector(".tiles");
     if (page.view !== "fleet") return null;
     const clinic = clinicSection(item.clinic_id);
-    block = el("div", {class: "patient", "data-patient": item.patient_id});
-    const link = el("a", {class: "patient-link", href: "/patients/" + encodeURIComponent(item.patient_id)},
-                    item.patient_id);
+    block = el("div", {class: "patient", "data-patient": item.patient_id, "data-clinic": item.clinic_id});
+    const href = "/patients/lookup?" + new URLSearchParams({clinic_id: item.clinic_id, mrn: item.patient_id});
+    const link = el("a", {class: "patient-link", href: href}, item.patient_id);
     block.append(link, el("div", {class: "tiles"}));
     clinic.querySelector(".patients").prepend(block);
     return block.querySelector(".tiles");
@@ -52,11 +64,12 @@
 
   function updateTile(item) {
     if (!item.patient_id) return;
-    let tile = document.querySelector(".tile" + sel("data-patient", item.patient_id) + sel("data-metric", item.metric));
+    let tile = document.querySelector(tileSelector(item));
     if (!tile) {
       const container = patientContainer(item);
       if (!container) return;
-      tile = el("div", {class: "tile", "data-patient": item.patient_id, "data-metric": item.metric});
+      tile = el("div", {class: "tile", "data-patient": item.patient_id, "data-clinic": item.clinic_id,
+                        "data-metric": item.metric});
       const reading = el("div", {class: "reading"});
       reading.append(el("span", {class: "value"}), " ", el("span", {class: "unit"}));
       tile.append(el("div", {class: "label"}, label(item.metric)), reading, el("time", {class: "time"}));
@@ -79,14 +92,14 @@
   function showGap(item) {
     const card = document.querySelector(".gateway" + sel("data-gateway", item.gateway_id));
     const list = page.view === "fleet" ? card && card.querySelector(".gaps") : document.getElementById("gaps");
-    if (!list || !item.gap || (page.view === "patient" && item.patient_id !== page.patient_id)) return;
+    if (!list || !item.gap || (page.view === "patient" && !isOurs(item))) return;
     list.prepend(el("li", {class: "gap", "data-device": item.device_id}, item.gap.text));
     while (list.children.length > 50) list.lastChild.remove();
   }
 
   function showAlarm(item) {
     if (!item.patient_id) return;
-    const tile = document.querySelector(".tile" + sel("data-patient", item.patient_id) + sel("data-metric", item.metric));
+    const tile = document.querySelector(tileSelector(item));
     const active = !item.alarm || item.alarm.state !== "inactive";
     if (tile) tile.classList.toggle("alarming", active);
     const list = document.getElementById("alarms");
@@ -201,12 +214,15 @@
   }
 
   function loadSeries(metric) {
-    const q = new URLSearchParams({patient_id: page.patient_id, metric: metric, kind: "observation",
-                                   since: page.trend_since, limit: String(MAX_POINTS), order: "desc"});
-    fetch("/api/v1/observations?" + q.toString(), {headers: {Accept: "application/json"}})
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
-      .then(function (doc) { addPoints(metric, doc.observations); })
-      .catch(function (err) { console.warn("trend for", metric, "not loaded:", err); });
+    for (const key of patientKeys) {
+      const q = new URLSearchParams({patient_id: key.patient_id, metric: metric, kind: "observation",
+                                     since: page.trend_since, limit: String(MAX_POINTS), order: "desc"});
+      if (key.clinic_id) q.set("clinic_id", key.clinic_id);
+      fetch("/api/v1/observations?" + q.toString(), {headers: {Accept: "application/json"}})
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+        .then(function (doc) { addPoints(metric, doc.observations); })
+        .catch(function (err) { console.warn("trend for", metric, "not loaded:", err); });
+    }
   }
 
   // ---- the live connection -----------------------------------------------------------------
@@ -226,7 +242,7 @@
       for (const item of msg.items) {
         if (item.kind === "observation") {
           updateTile(item);
-          if (page.view === "patient" && item.patient_id === page.patient_id) {
+          if (page.view === "patient" && isOurs(item)) {
             if (!byMetric.has(item.metric)) byMetric.set(item.metric, []);
             byMetric.get(item.metric).push(item);
           }
@@ -249,7 +265,10 @@
     ws.onopen = function () {
       delay = 500;
       setLive("connected");
-      ws.send(JSON.stringify({subscribe: page.view === "patient" ? {patient_id: page.patient_id} : {}}));
+      const keys = patientKeys.filter(function (k) { return k.clinic_id !== null; });
+      const spec = page.view !== "patient" ? {} :
+        keys.length ? {patients: keys} : {patient_id: page.patient_id};
+      ws.send(JSON.stringify({subscribe: spec}));
     };
     ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
     ws.onclose = function () {

@@ -73,3 +73,13 @@ def add_report(conn: sa.Connection, consultation_id: int, version: int = 1) -> i
     return int(conn.execute(reports.insert().values(
         consultation_id=consultation_id, version=version, html="<p>report</p>", pdf=b"%PDF-1.4", sha256="0" * 64,
         created_ms=T0 + 3_600_000)).inserted_primary_key[0])
+
+
+def add_clinics(url: str, *ids: str) -> None:
+    """Clinics a running HQ has not heard of from a gateway yet."""
+    engine = db.create_engine_for(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(clinics.insert(), [{"id": c, "name": f"Clinic {c[-1].upper()}"} for c in ids])
+    finally:
+        engine.dispose()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from hq import db, scheduling
 from hq.models import appointments, availability_exceptions
-from tests.support import directory
+from tests.support import directory, schedule_rows
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -30,6 +30,11 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     e.dispose()
 
 
+def expert(conn: sa.Connection, name: str, department_id: int, time_zone: str) -> int:
+    username = "".join(c for c in name.lower() if c.isalnum())
+    return schedule_rows.expert(conn, username, department_id, name=name, time_zone=time_zone)[0]
+
+
 def appointment(conn: sa.Connection, expert_id: int, department_id: int, start_ms: int, end_ms: int,
                 status: str) -> None:
     conn.execute(appointments.insert().values(expert_id=expert_id, department_id=department_id, start_ms=start_ms,
@@ -42,31 +47,31 @@ def test_available_now_follows_hours_exceptions_and_bookings(engine: sa.Engine) 
     with engine.begin() as conn:
         directory.add_clinic(conn, "clinic-a")
         dept = directory.add_department(conn, "cardiology")
-        hours = directory.add_expert(conn, "In hours", dept, time_zone="Europe/Berlin")
-        directory.add_rule(conn, hours, 0, "09:00", "12:00", 30)
-        on_leave = directory.add_expert(conn, "On leave", dept, time_zone="Europe/Berlin")
-        directory.add_rule(conn, on_leave, 0, "09:00", "12:00", 30)
+        hours = expert(conn, "In hours", dept, "Europe/Berlin")
+        schedule_rows.rule(conn, hours, 0, "09:00", "12:00", 30)
+        on_leave = expert(conn, "On leave", dept, "Europe/Berlin")
+        schedule_rows.rule(conn, on_leave, 0, "09:00", "12:00", 30)
         conn.execute(availability_exceptions.insert().values(
             expert_id=on_leave, starts_ms=monday_10 - 3_600_000, ends_ms=monday_10 + 60_000, kind="leave",
             created_ms=0))
-        on_duty_later = directory.add_expert(conn, "Clinic duty later", dept, time_zone="Europe/Berlin")
-        directory.add_rule(conn, on_duty_later, 0, "09:00", "12:00", 30)
+        on_duty_later = expert(conn, "Clinic duty later", dept, "Europe/Berlin")
+        schedule_rows.rule(conn, on_duty_later, 0, "09:00", "12:00", 30)
         conn.execute(availability_exceptions.insert().values(
             expert_id=on_duty_later, starts_ms=monday_10 + 60_000, ends_ms=monday_10 + 7_200_000,
             kind="clinic_duty", created_ms=0))
-        booked = directory.add_expert(conn, "Booked", dept, time_zone="Europe/Berlin")
-        directory.add_rule(conn, booked, 0, "09:00", "12:00", 30)
+        booked = expert(conn, "Booked", dept, "Europe/Berlin")
+        schedule_rows.rule(conn, booked, 0, "09:00", "12:00", 30)
         appointment(conn, booked, dept, monday_10, monday_10 + 1_800_000, "booked")
-        pending = directory.add_expert(conn, "Extra slot pending", dept, time_zone="Europe/Berlin")
-        directory.add_rule(conn, pending, 0, "09:00", "12:00", 30)
+        pending = expert(conn, "Extra slot pending", dept, "Europe/Berlin")
+        schedule_rows.rule(conn, pending, 0, "09:00", "12:00", 30)
         appointment(conn, pending, dept, monday_10, monday_10 + 1_800_000, "pending_approval")
         appointment(conn, pending, dept, monday_10 - 1_800_000, monday_10 + 1_800_000, "cancelled")
         # 04:00 in New York is 09:00 UTC = 10:00 in Berlin: a night shift from Sunday 22:00 to Monday 06:00.
-        night = directory.add_expert(conn, "Night shift", dept, time_zone="America/New_York")
-        directory.add_rule(conn, night, 6, "22:00", "06:00", 60)
-        tokyo = directory.add_expert(conn, "Asleep in Tokyo", dept, time_zone="Asia/Tokyo")
-        directory.add_rule(conn, tokyo, 0, "09:00", "12:00", 30)
-        no_rules = directory.add_expert(conn, "Never published", dept, time_zone="Europe/Berlin")
+        night = expert(conn, "Night shift", dept, "America/New_York")
+        schedule_rows.rule(conn, night, 6, "22:00", "06:00", 60)
+        tokyo = expert(conn, "Asleep in Tokyo", dept, "Asia/Tokyo")
+        schedule_rows.rule(conn, tokyo, 0, "09:00", "12:00", 30)
+        no_rules = expert(conn, "Never published", dept, "Europe/Berlin")
     everyone = [hours, on_leave, on_duty_later, booked, pending, night, tokyo, no_rules, 999_999]
     with engine.connect() as conn:
         assert scheduling.available_now(conn, everyone, monday_10) == {hours, on_duty_later, pending, night}
@@ -85,10 +90,10 @@ def test_available_now_answers_for_thousands_of_experts(engine: sa.Engine) -> No
         dept = directory.add_department(conn, "general")
         ids = []
         for i in range(1200):
-            expert = directory.add_expert(conn, f"Expert {i}", dept, time_zone="America/New_York")
+            made = expert(conn, f"Expert {i}", dept, "America/New_York")
             if i % 3 == 0:
-                directory.add_rule(conn, expert, 0, "09:00", "17:00", 30)
-            ids.append(expert)
+                schedule_rows.rule(conn, made, 0, "09:00", "17:00", 30)
+            ids.append(made)
     with engine.connect() as conn:
         found = scheduling.available_now(conn, ids, at(NEW_YORK, 2026, 1, 5, 12, 0))
     assert found == {e for i, e in enumerate(ids) if i % 3 == 0}

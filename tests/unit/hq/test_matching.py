@@ -98,15 +98,18 @@ candidates = st.builds(
     Candidate, expert_id=st.integers(1, 10_000), department_id=st.integers(1, 3),
     tags=st.frozensets(names), languages=st.lists(st.sampled_from(["zh", "en", "zh-CN", "yue"]), max_size=3).map(tuple),
     available_now=st.booleans(), load_today=st.integers(0, 10), daily_cap=st.integers(0, 10),
-    median_response_s=st.none() | st.floats(0, 10_000), active=st.just(True), credentials_expire_ms=st.none())
+    median_response_s=st.none() | st.floats(0, 10_000), active=st.booleans(),
+    credentials_expire_ms=st.none() | st.integers(NOW - 10, NOW + 10))
 requests = st.builds(MatchRequest, department_id=st.none() | st.integers(1, 3), tags=st.frozensets(names),
-                     language=st.none() | st.sampled_from(["zh", "en"]))
+                     language=st.none() | st.sampled_from(["zh", "en"]), exclude=st.frozensets(st.integers(1, 50)))
 
 
 @given(requests, st.lists(candidates, max_size=30, unique_by=lambda c: c.expert_id))
 def test_scores_are_the_sum_of_their_reasons_and_sorted(request: MatchRequest, pool: list[Candidate]) -> None:
     ranked = rank(request, pool, now_ms=NOW)
-    assert len(ranked) == sum(1 for c in pool if c.load_today < c.daily_cap)
+    eligible, excluded = screen(request, pool, now_ms=NOW)
+    assert {r.expert_id for r in ranked} == {c.expert_id for c in eligible}  # rank screens as screen() says
+    assert len(eligible) + len(excluded) == len(pool)
     for r in ranked:
         assert abs(r.score - sum(reason.points for reason in r.reasons)) < 1e-9
         assert 0 <= r.score <= sum((DEFAULT.available, DEFAULT.department, DEFAULT.tags, DEFAULT.language,

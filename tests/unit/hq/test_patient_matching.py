@@ -192,3 +192,11 @@ def test_a_repeated_conflicting_registration_finds_the_record_it_made_before() -
     assert [dup.other_id for dup in d.duplicates] == [1]
     # a record without a name is never "positively the same person"
     assert rules.decide(maria, None, anna, earlier_duplicates=(unnamed,)).action is Action.CREATE
+
+
+def test_the_given_name_of_a_chinese_name_knows_two_character_surnames() -> None:
+    assert rules.han_given_name("张伟") == "伟"
+    assert rules.han_given_name("欧阳娜娜") == "娜娜"
+    assert rules.han_given_name("欧阳") == "阳"  # too short for a compound surname: 欧 + 阳
+    assert rules.han_given_name("zhangwei") is None
+    assert rules.han_given_name("张") is None
