@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime debootstrap systemd-container openssl fonts-wqy-microhei coturn
+APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime mmdebstrap systemd-container openssl fonts-wqy-microhei coturn
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv system-deps test test-unit bench demo lint docs clean
@@ -28,7 +28,7 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
-	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \

@@ -1,36 +1,46 @@
-"""The playbooks really applied: a bare Debian 12 (debootstrap minbase) becomes a gateway and, in
-another copy, HQ, through Ansible's chroot connection; a second run changes nothing. The provisioned
-gateway is then booted with systemd-nspawn (systemd as PID 1, its own network namespace), where its
-units start under their full sandbox, are fed by the watchdog, and are restarted when the gateway hangs.
+"""The playbooks really applied: a bare Debian 12 (mmdebstrap minbase) becomes a gateway and, on another
+overlay of it, HQ, through Ansible's chroot connection, both at once; a second run changes nothing. The gateway
+enrols with a one-time token at a real HQ. Both are then booted with systemd-nspawn (systemd as PID 1, their own
+network namespace): the gateway's units start under their full sandbox, are fed by the watchdog and are restarted
+when the gateway hangs; HQ's broker runs as its own user with the role's TLS, CA and revocation setup, which a
+probe inside (hq_boot_probe.py) drives as a coordinator and a gateway would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from cryptography import x509
 
+from gateway.tls_identity import common_name, issued_by
+from hq import db
+from hq.models import enrolment_tokens, gateway_certificates
 from tests.deploy.conftest import (
     REPO,
     VERSION,
     PlaybookRun,
-    clone_root,
     make_pki,
     require,
     run_playbook,
+    target_root,
 )
+from tests.support.mosquitto import ClientIdentity, dynsec_config, probe_connect
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.timeout(1200)
 
 GATEWAY_UNITS = ["clinic-gateway.service", "clinic-gateway-litestream.service"]
-HQ_UNITS = ["clinic-hq.service", "clinic-hq-litestream.service", "clinic-hq-pg-backup.service",
-            "clinic-hq-pg-backup.timer"]
 NOT_STARTED = "systemd is not running on this target"
 
 
@@ -69,44 +79,129 @@ def exposure(root: Path, unit: str) -> str:
     return match.group(1) if match else f"? ({done.stderr.strip()[:200]})"
 
 
+def boot(root: Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """Boot `root` with systemd-nspawn (systemd as PID 1, a network namespace of its own with only loopback)
+    until it powers itself off; past `timeout_s` nspawn is asked to stop it (SIGTERM: a clean poweroff)."""
+    proc = subprocess.Popen(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network",
+                             f"--directory={root}", "--boot", "--console=pipe"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def add_boot_unit(root: Path, name: str, after: str, command: str) -> None:
+    """A oneshot unit that runs `command` once at boot, after `after`."""
+    (root / f"etc/systemd/system/{name}.service").write_text(
+        f"[Unit]\nAfter={after}\n[Service]\nType=oneshot\nExecStart={command}\nTimeoutStartSec=280\n")
+    (root / f"etc/systemd/system/multi-user.target.wants/{name}.service").symlink_to(
+        f"/etc/systemd/system/{name}.service")
+
+
 @dataclass
 class Provisioned:
     root: Path
     first: PlaybookRun
     second: PlaybookRun
+    # For the gateway: what the HQ it enrolled with recorded (certificates issued, tokens used).
+    hq_record: dict[str, object] = field(default_factory=dict)
 
 
-def provision(pristine: Path, work: Path, playbook: str, group: str, host: str, host_vars: dict[str, object],
-              second_run_args: tuple[str, ...] = ()) -> Provisioned:
-    """A copy of the pristine root, the playbook applied to it twice through the chroot connection."""
-    root = clone_root(pristine, f"{host}-root")
+def provision(root: Path, work: Path, playbook: str, group: str, host: str, host_vars: dict[str, object],
+              first_run_args: tuple[str, ...] = (), second_run_args: tuple[str, ...] = ()) -> Provisioned:
+    """The playbook applied twice to `root` through the chroot connection."""
     inventory = work / "hosts.yml"  # JSON is YAML
     inventory.write_text(json.dumps({"all": {"children": {group: {"hosts": {host: {
         "ansible_connection": "community.general.chroot", "ansible_host": str(root), **host_vars}}}}}}))
-    first = run_playbook(playbook, inventory, work)
+    first = run_playbook(playbook, inventory, work, *first_run_args)
     second = run_playbook(playbook, inventory, work, *second_run_args)
     print(f"{playbook}: first run {first.seconds:.0f} s, second run {second.seconds:.0f} s")
     return Provisioned(root, first, second)
 
 
+def enrolment_record(db_url: str, gateway_id: str) -> dict[str, object]:
+    engine = db.create_engine_for(db_url)
+    try:
+        with engine.connect() as conn:
+            serials = conn.execute(sa.select(gateway_certificates.c.serial)
+                                   .where(gateway_certificates.c.gateway_id == gateway_id)).scalars().all()
+            t = enrolment_tokens.c
+            used = conn.execute(sa.select(t.used_ms).where(t.gateway_id == gateway_id).order_by(t.id)).scalars().all()
+    finally:
+        engine.dispose()
+    return {"certificates": list(serials), "tokens_used": [ms is not None for ms in used]}
+
+
+def provision_gateway(root: Path, work: Path, wheelhouse: Path) -> Provisioned:
+    """The gateway, enrolled with a one-time token at a real HQ (this checkout's, on the host's loopback, which the
+    chroot shares). The second run has a fresh token too: the gateway has its certificate, so it must not enrol."""
+    with Stack(work / "hq") as hq:
+        hq.start_broker()
+        hq.start_hq()
+        tokens = [hq.create_enrolment_token("gw-test-1", "clinic-test")["token"] for _ in range(2)]
+        provisioned = provision(root, work, "gateway.yml", "gateways", "gw-test-1", {
+            "clinic_gateway_version": VERSION, "clinic_gateway_wheelhouse": str(wheelhouse),
+            "clinic_gateway_id": "gw-test-1", "clinic_gateway_clinic_id": "clinic-test",
+            "clinic_gateway_mqtt_host": hq.broker.host, "clinic_gateway_mqtt_port": hq.broker.port,
+            "clinic_gateway_enrolment_hq_url": hq.hq_url,
+            "clinic_gateway_lan_cidrs": ["192.168.10.0/24", "fd00:10::/64"],
+            "clinic_gateway_serial": [{"port": "/dev/ttyUSB0", "protocol": "masimo", "device_id": "oximeter-bed2",
+                                       "patient_id": "P-0002"}],
+            "clinic_gateway_tcp": [{"port": 2575, "device_id": "lan-monitors"}],
+        }, ("-e", f"enrolment_token={tokens[0]}"), ("-e", f"enrolment_token={tokens[1]}"))
+        provisioned.hq_record = enrolment_record(hq.db_url, "gw-test-1")
+        tls = root / "etc/clinic-gateway/tls"
+        if (tls / "gateway.pem").exists():
+            provisioned.hq_record["broker"] = probe_connect(hq.broker, ClientIdentity(
+                tls / "ca.pem", tls / "gateway.pem", tls / "gateway.key"))
+    return provisioned
+
+
+def provision_hq(root: Path, work: Path, wheelhouse: Path) -> Provisioned:
+    """HQ on SQLite: the boot test runs it, and a PostgreSQL server would only be set up by a run against the
+    booted host (the role creates its database role then); test_configs.py renders the PostgreSQL variant."""
+    pki = make_pki(work / "pki", "hq.test")
+    return provision(root, work, "hq.yml", "hq", "hq-test", {
+        "clinic_hq_version": VERSION, "clinic_hq_wheelhouse": str(wheelhouse), "clinic_hq_server_name": "hq.test",
+        "clinic_hq_tls_cert_src": str(pki["hq.test.pem"]), "clinic_hq_tls_key_src": str(pki["hq.test.key"]),
+        "clinic_hq_database": "sqlite"})
+
+
+@dataclass
+class Targets:
+    gateway: Future[Provisioned]
+    hq: Future[Provisioned]
+
+
 @pytest.fixture(scope="module")
-def gateway(bookworm: Path, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
-    work = tmp_path_factory.mktemp("gateway-play")
-    pki = make_pki(work / "pki", "gw-test-1")
-    # The second run has an enrolment token: the certificate is there, so enrolment must not run either.
-    provisioned = provision(bookworm, work, "gateway.yml", "gateways", "gw-test-1", {
-        "clinic_gateway_version": VERSION, "clinic_gateway_wheelhouse": str(wheelhouse),
-        "clinic_gateway_id": "gw-test-1", "clinic_gateway_clinic_id": "clinic-test",
-        "clinic_gateway_mqtt_host": "127.0.0.1", "clinic_gateway_tls_ca_src": str(pki["ca.pem"]),
-        "clinic_gateway_tls_cert_src": str(pki["gw-test-1.pem"]),
-        "clinic_gateway_tls_key_src": str(pki["gw-test-1.key"]),
-        "clinic_gateway_lan_cidrs": ["192.168.10.0/24", "fd00:10::/64"],
-        "clinic_gateway_serial": [{"port": "/dev/ttyUSB0", "protocol": "masimo", "device_id": "oximeter-bed2",
-                                   "patient_id": "P-0002"}],
-        "clinic_gateway_tcp": [{"port": 2575, "device_id": "lan-monitors"}],
-    }, ("-e", "enrolment_token=not-used-the-gateway-has-its-cert"))
-    yield provisioned
-    shutil.rmtree(provisioned.root, ignore_errors=True)
+def targets(bookworm: Path, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
+    """The gateway and HQ provisioned side by side (separate overlays on one base, separate playbook runs, much
+    of which waits on dpkg and the disk); each test waits for the target it needs."""
+    with contextlib.ExitStack() as stack:
+        roots = {name: stack.enter_context(target_root(bookworm, name)) for name in ("gw-test-1", "hq-test")}
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="provision"))
+        yield Targets(
+            gateway=pool.submit(provision_gateway, roots["gw-test-1"], tmp_path_factory.mktemp("gateway-play"),
+                                wheelhouse),
+            hq=pool.submit(provision_hq, roots["hq-test"], tmp_path_factory.mktemp("hq-play"), wheelhouse))
+        # Leaving the stack waits for both runs (the pool), then unmounts the overlays.
+
+
+@pytest.fixture(scope="module")
+def gateway(targets: Targets) -> Provisioned:
+    return targets.gateway.result()
+
+
+@pytest.fixture(scope="module")
+def hq(targets: Targets) -> Provisioned:
+    return targets.hq.result()
 
 
 def test_the_gateway_role_converges_on_a_bare_debian_12(gateway: Provisioned) -> None:
@@ -123,9 +218,16 @@ def test_the_gateway_role_converges_on_a_bare_debian_12(gateway: Provisioned) ->
     assert config.stat().st_mode & 0o777 == 0o640 and config.stat().st_gid == gid(root, "clinic-gateway")
     text = config.read_text()
     assert 'id = "gw-test-1"' in text and 'mode = "external"' in text and "[[tcp]]" in text
-    assert "[enrolment]" not in text  # no hq_url in the inventory
-    key = root / "etc/clinic-gateway/tls/gateway.key"
-    assert key.stat().st_mode & 0o777 == 0o640 and key.stat().st_uid == 0
+    assert re.search(r'^\[enrolment\]\n(#.*\n)*hq_url = "http://127\.0\.0\.1:\d+"$', text, re.M), text
+
+    # Enrolled at the first run: HQ issued one certificate, with the first token; the key never left the gateway.
+    assert "Enrol (only while there is no certificate)" in run.output
+    assert len(gateway.hq_record["certificates"]) == 1 and gateway.hq_record["tokens_used"] == [True, False]
+    assert gateway.hq_record["broker"] == "connected"  # HQ's broker accepts the enrolled identity
+    tls = root / "etc/clinic-gateway/tls"
+    for name, mode in (("gateway.key", 0o640), ("gateway.pem", 0o644), ("ca.pem", 0o644)):
+        st = (tls / name).stat()
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (mode, 0, gid(root, "clinic-gateway")), name
     assert not (root / "etc/clinic-gateway/.enrolment-token").exists()
 
     current = root / "opt/clinic-edge/current"
@@ -153,7 +255,7 @@ def test_a_second_gateway_run_changes_nothing(gateway: Provisioned) -> None:
     run = gateway.second
     assert run.returncode == 0, run.output[-6000:]
     assert run.recap("gw-test-1")["changed"] == 0, "\n".join(run.changed_tasks())
-    assert "Enrol (only while there is no certificate)" not in run.output
+    assert "Enrol (only while there is no certificate)" not in run.output  # though it was given a valid token
 
 
 PROBE = """\
@@ -193,16 +295,12 @@ def test_the_provisioned_gateway_boots_and_runs_sandboxed_under_systemd(gateway:
     root = gateway.root
     (root / "root/probe.sh").write_text(PROBE)
     (root / "root/probe.sh").chmod(0o755)
-    (root / "etc/systemd/system/probe.service").write_text(
-        "[Unit]\nAfter=clinic-gateway.service\n[Service]\nType=oneshot\nExecStart=/root/probe.sh\n")
-    (root / "etc/systemd/system/multi-user.target.wants/probe.service").symlink_to("/etc/systemd/system/probe.service")
+    add_boot_unit(root, "probe", "clinic-gateway.service", "/root/probe.sh")
     # A short watchdog for the test, and a quick kill of a hung gateway (the default waits TimeoutStopSec).
     dropin = root / "etc/systemd/system/clinic-gateway.service.d"
     dropin.mkdir()
     (dropin / "test.conf").write_text("[Service]\nWatchdogSec=3s\nTimeoutAbortSec=2s\n")
-    done = subprocess.run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network",
-                           f"--directory={root}", "--boot", "--console=pipe"],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
+    done = boot(root)
     out = (root / "root/probe.out").read_text() if (root / "root/probe.out").exists() else ""
     journal = (root / "root/probe.journal").read_text() if (root / "root/probe.journal").exists() else ""
     assert out.endswith("done\n"), f"the probe did not finish: {out}\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
@@ -224,16 +322,15 @@ def test_the_provisioned_gateway_boots_and_runs_sandboxed_under_systemd(gateway:
                                                                                             "deactivating")
 
 
-@pytest.fixture(scope="module")
-def hq(bookworm: Path, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
-    work = tmp_path_factory.mktemp("hq-play")
-    pki = make_pki(work / "pki", "hq.test")
-    provisioned = provision(bookworm, work, "hq.yml", "hq", "hq-test", {
-        "clinic_hq_version": VERSION, "clinic_hq_wheelhouse": str(wheelhouse), "clinic_hq_server_name": "hq.test",
-        "clinic_hq_tls_cert_src": str(pki["hq.test.pem"]), "clinic_hq_tls_key_src": str(pki["hq.test.key"]),
-        "clinic_hq_fleet_ca_src": str(pki["ca.pem"])})
-    yield provisioned
-    shutil.rmtree(provisioned.root, ignore_errors=True)
+HQ_UNITS = ["clinic-hq.service", "clinic-hq-litestream.service", "clinic-broker-crl.path", "clinic-broker-crl.service"]
+
+
+def mode_owner(root: Path, path: str) -> tuple[str, str, str]:
+    """('0640', owner, group) of a file in the root, with the root's own user and group names."""
+    st = (root / path.lstrip("/")).stat()
+    users = {int(line.split(":")[2]): line.split(":")[0] for line in (root / "etc/passwd").read_text().splitlines()}
+    groups = {int(line.split(":")[2]): line.split(":")[0] for line in (root / "etc/group").read_text().splitlines()}
+    return f"{st.st_mode & 0o7777:04o}", users[st.st_uid], groups[st.st_gid]
 
 
 def test_the_hq_role_converges_and_a_second_run_changes_nothing(hq: Provisioned) -> None:
@@ -246,14 +343,64 @@ def test_the_hq_role_converges_and_a_second_run_changes_nothing(hq: Provisioned)
     check = chroot(root, "/opt/clinic-edge/current/bin/clinic-hq", "serve", "--check-config",
                    "--config", "/etc/clinic-hq/hq.toml")
     assert check.returncode == 0, check.stderr
-    assert 'url = "postgresql+psycopg://clinic-hq@/clinic?host=/run/postgresql"' in \
-        (root / "etc/clinic-hq/hq.toml").read_text()
+    config = tomllib.loads((root / "etc/clinic-hq/hq.toml").read_text())
+    assert config["database"] == {"url": "sqlite:////var/lib/clinic-hq/hq.db"}
+    assert config["mqtt"] == {"host": "127.0.0.1", "port": 8883, "client_id": "hq-1",
+                              "ca_file": "/etc/clinic-hq/tls/ca.pem", "cert_file": "/etc/clinic-hq/tls/hq-1.pem",
+                              "key_file": "/etc/clinic-hq/tls/hq-1.key", "dynamic_security": True}
+    assert config["ca"] == {"dir": "/var/lib/clinic-hq/ca", "crl_file": "/var/lib/clinic-hq-crl/crl.pem",
+                            "name": "Clinic HQ fleet CA"}
     assert chroot(root, "nginx", "-t").returncode == 0
 
-    mosquitto = (root / "etc/mosquitto/conf.d/clinic.conf").read_text()
-    assert "require_certificate true" in mosquitto and "use_identity_as_username true" in mosquitto
-    assert "pattern readwrite clinic/%u/#" in (root / "etc/mosquitto/clinic.acl").read_text()
-    assert "hq:" in (root / "etc/mosquitto/clinic.passwd").read_text()
+    # The broker of docs/broker.md, with certificates from the CA the role made on the host.
+    conf = (root / "etc/mosquitto/mosquitto.conf").read_text()
+    for line in ("per_listener_settings false", "allow_anonymous false", "listener 8883",
+                 "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+                 "plugin_opt_config_file /var/lib/mosquitto/dynamic-security.json",
+                 "acl_file /etc/mosquitto/clinic.acl",
+                 "cafile /etc/mosquitto/clinic/ca.pem", "certfile /etc/mosquitto/clinic/broker.pem",
+                 "keyfile /etc/mosquitto/clinic/broker.key", "crlfile /var/lib/clinic-hq-crl/crl.pem",
+                 "require_certificate true", "use_identity_as_username true", "tls_version tlsv1.2"):
+        assert re.search(rf"^{re.escape(line)}$", conf, re.M), line
+    assert len(re.findall(r"^listener ", conf, re.M)) == 1 and "password_file" not in conf
+    acl = (root / "etc/mosquitto/clinic.acl").read_text()
+    assert "user hq-1\ntopic readwrite clinic/#" in acl and "pattern readwrite clinic/%u/#" in acl
+    dynsec = json.loads((root / "var/lib/mosquitto/dynamic-security.json").read_text())
+    assert dynsec == dynsec_config(("hq-1",))  # the test broker's, which the integration tests prove
+    assert not (root / "etc/mosquitto/conf.d/clinic.conf").exists()
+    assert not (root / "etc/mosquitto/clinic.passwd").exists()
+
+    ca_pem = (root / "var/lib/clinic-hq/ca/ca.pem").read_bytes()
+    for copy in ("etc/mosquitto/clinic/ca.pem", "etc/clinic-hq/tls/ca.pem"):
+        assert (root / copy).read_bytes() == ca_pem, copy
+    authority = x509.load_pem_x509_certificate(ca_pem)
+    broker = x509.load_pem_x509_certificate((root / "etc/mosquitto/clinic/broker.pem").read_bytes())
+    hq_cert = x509.load_pem_x509_certificate((root / "etc/clinic-hq/tls/hq-1.pem").read_bytes())
+    assert issued_by(broker, authority) and issued_by(hq_cert, authority)
+    assert common_name(hq_cert.subject) == "hq-1"
+    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) == {"hq.test", "localhost"}
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    crl = x509.load_pem_x509_crl((root / "var/lib/clinic-hq-crl/crl.pem").read_bytes())
+    assert crl.is_signature_valid(authority.public_key()) and len(crl) == 0  # type: ignore[arg-type]
+
+    # Only HQ's user may read the CA's key; the broker's user reads its own key, the CA and the CRL.
+    expected = {
+        "/var/lib/clinic-hq": ("0750", "clinic-hq", "clinic-hq"),
+        "/var/lib/clinic-hq/ca": ("0700", "clinic-hq", "clinic-hq"),
+        "/var/lib/clinic-hq/ca/ca.key": ("0600", "clinic-hq", "clinic-hq"),
+        "/var/lib/clinic-hq-crl": ("0755", "clinic-hq", "clinic-hq"),
+        "/var/lib/clinic-hq-crl/crl.pem": ("0644", "clinic-hq", "clinic-hq"),
+        "/etc/clinic-hq/tls": ("0750", "root", "clinic-hq"),
+        "/etc/clinic-hq/tls/hq-1.key": ("0640", "root", "clinic-hq"),
+        "/etc/mosquitto/clinic": ("0750", "root", "mosquitto"),
+        "/etc/mosquitto/clinic/broker.key": ("0600", "mosquitto", "mosquitto"),
+        "/etc/mosquitto/clinic/broker.pem": ("0644", "root", "mosquitto"),
+        "/etc/mosquitto/clinic.acl": ("0640", "root", "mosquitto"),
+        "/var/lib/mosquitto/dynamic-security.json": ("0600", "mosquitto", "mosquitto"),
+    }
+    assert {path: mode_owner(root, path) for path in expected} == expected
+
     enabled = root / "etc/nginx/sites-enabled/clinic-hq.conf"
     assert enabled.readlink() == Path("/etc/nginx/sites-available/clinic-hq.conf")
     site = (root / "etc/nginx/sites-available/clinic-hq.conf").read_text()
@@ -261,20 +408,72 @@ def test_the_hq_role_converges_and_a_second_run_changes_nothing(hq: Provisioned)
     assert not (root / "etc/nginx/sites-enabled/default").exists()
     turn = (root / "etc/turnserver.conf").read_text()
     assert "use-auth-secret" in turn and re.search(r"^static-auth-secret=[0-9a-f]{64}$", turn, re.M)
+    assert "turnserver" in group_members(root, "clinic-tls") and "mosquitto" not in group_members(root, "clinic-tls")
 
-    wants = root / "etc/systemd/system"
-    assert (wants / "multi-user.target.wants/clinic-hq.service").is_symlink()
-    assert (wants / "timers.target.wants/clinic-hq-pg-backup.timer").is_symlink()
-    assert not (wants / "multi-user.target.wants/clinic-hq-litestream.service").exists()  # PostgreSQL: no Litestream
-    for service in ("mosquitto", "nginx", "coturn", "postgresql"):
-        assert (wants / f"multi-user.target.wants/{service}.service").is_symlink(), service
-    assert "KEEP_DAYS=14" in (wants / "clinic-hq-pg-backup.service.d/clinic.conf").read_text()
-    assert gid(root, "clinic-tls") and "mosquitto" in group_members(root, "clinic-tls")
+    units = root / "etc/systemd/system"
+    for unit in HQ_UNITS:
+        assert (units / unit).read_text() == (REPO / "systemd" / unit).read_text()
+    for unit in ("clinic-hq.service", "clinic-hq-litestream.service", "clinic-broker-crl.path", "mosquitto.service",
+                 "nginx.service", "coturn.service"):
+        assert (units / f"multi-user.target.wants/{unit}").is_symlink(), unit
+    assert not (units / "timers.target.wants/clinic-hq-pg-backup.timer").exists()  # SQLite: no pg_dump
+    assert not (root / "usr/lib/postgresql").exists()
     verify_units(root, HQ_UNITS)
     print("exposure:", {unit: exposure(root, unit) for unit in HQ_UNITS if unit.endswith(".service")})
 
 
-def test_nothing_is_left_mounted(bookworm: Path) -> None:
-    mounts = Path("/proc/mounts").read_text()
-    assert str(bookworm.parent.parent) not in mounts
+def test_the_provisioned_hq_boots_and_its_broker_enforces_the_fleet_ca_and_revocations(hq: Provisioned) -> None:
+    """Booted with systemd: Mosquitto runs as its own user with the role's configuration, HQ connects to it with
+    its certificate, a gateway enrolled with the deployed CA connects and one from another CA is refused, and a
+    revocation drops the gateway (dynamic-security) and rewrites the CRL, which the path unit has the broker
+    reload, after which the certificate is refused in the handshake. The file permissions are the real ones:
+    every service runs as its own user here (the integration tests' broker runs as root)."""
+    require(shutil.which("systemd-nspawn") is not None, "needs systemd-nspawn (package systemd-container)")
+    assert hq.first.returncode == 0
+    root = hq.root
+    probe_dir = root / "root/probe"
+    for name in ("tests/__init__.py", "tests/support/__init__.py", "tests/support/mosquitto.py",
+                 "tests/support/ports.py"):
+        (probe_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, probe_dir / name)
+    shutil.copy2(Path(__file__).with_name("hq_boot_probe.py"), probe_dir / "hq_boot_probe.py")
+    add_boot_unit(root, "probe", "clinic-hq.service mosquitto.service",
+                  "/opt/clinic-edge/current/bin/python /root/probe/hq_boot_probe.py")
+    done = boot(root)
+    result_file = probe_dir / "result.json"
+    assert result_file.exists(), f"the probe did not finish:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    result = json.loads(result_file.read_text())
+    journal = (probe_dir / "journal.txt").read_text()
+    # What a failure's reader needs from the journal: not every probe's connection.
+    chatter = re.compile(r"New connection from|New client connected from|closed its connection|unexpected eof")
+    events = "\n".join(line for line in journal.splitlines() if not chatter.search(line))
+    print("HQ boot probe:", {k: v for k, v in result.items() if k.endswith(("_s", "_ms"))})
+    assert "error" not in result, result["error"] + "\n" + events[-8000:]
 
+    assert result["broker_user"] == "mosquitto"
+    assert re.search(r"New client connected from 127\.0\.0\.1:\d+ as hq-1 \(.*u'hq-1'\)", journal), journal[-4000:]
+    assert result["readable"] == {
+        "mosquitto /var/lib/clinic-hq-crl/crl.pem": True, "mosquitto /etc/mosquitto/clinic/ca.pem": True,
+        "mosquitto /etc/mosquitto/clinic/broker.key": True, "mosquitto /var/lib/clinic-hq/ca/ca.key": False,
+        "clinic-hq /var/lib/clinic-hq/ca/ca.key": True, "clinic-hq /etc/clinic-hq/tls/hq-1.key": True,
+        "clinic-hq /etc/mosquitto/clinic/broker.key": False, "nobody /etc/clinic-hq/tls/hq-1.key": False}
+
+    assert result["gateway_connects"] == "connected"
+    assert result["foreign_connects"].startswith("refused in TLS"), result["foreign_connects"]
+    revocation = result["revocation"]
+    assert revocation["broker"]["state"] == "applied", revocation  # HQ's commands reached the plugin
+    assert revocation["crl"] == {"written": True} and result["crl_rewritten"]
+    assert result["kicked_ms"] < 5000
+    assert result["reload_unit"] == {"Result": "success", "ExecMainStatus": "0", "ActiveState": "inactive"}
+    assert result["revoked_connects"].startswith("refused in TLS"), result["revoked_connects"]
+    assert re.search(r"mosquitto\[\d+\]: \d+: Reloading config\.$", journal, re.M), events[-4000:]  # its SIGHUP
+    assert result["broker_same_process"] and result["broker_after_reload"]["NRestarts"] == "0"
+    assert result["hq_healthy_after_reload"]
+
+
+def test_nothing_is_left_mounted_in_the_targets(gateway: Provisioned, hq: Provisioned) -> None:
+    """Only the targets' overlays themselves: neither the chroot connection nor systemd-nspawn leaves /proc,
+    /sys, /dev or anything else mounted inside them."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for target in (gateway.root, hq.root):
+        assert [m for m in mounts if m.startswith(f"{target}/")] == []

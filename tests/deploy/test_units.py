@@ -18,8 +18,12 @@ from tests.deploy.conftest import REPO
 from tests.support.notify_socket import NotifySocket
 from tests.support.ports import free_port
 
-UNITS = sorted((REPO / "systemd").glob("clinic-*.service")) + sorted((REPO / "systemd").glob("clinic-*.timer"))
+UNITS = sorted(u for kind in ("service", "timer", "path") for u in (REPO / "systemd").glob(f"clinic-*.{kind}"))
 SERVICES = [u for u in UNITS if u.suffix == ".service"]
+# Oneshot services started by a timer or a path unit (the others are Type=notify daemons).
+ONESHOTS = ["clinic-hq-pg-backup.service", "clinic-broker-crl.service"]
+# Only root may ask systemd to reload a unit: the broker's reload on a new CRL (it can do nothing else).
+RUN_AS_ROOT = ["clinic-broker-crl.service"]
 PYTHON_SERVICES = ["clinic-gateway.service", "clinic-hq.service"]
 
 
@@ -84,8 +88,11 @@ def test_services_are_sandboxed(unit: Path) -> None:
         assert d.get(f"Service.{key}") == [value], f"{unit.name}: {key}={d.get(f'Service.{key}')}"
     assert "@system-service" in d["Service.SystemCallFilter"]
     assert d["Service.RestrictAddressFamilies"]
-    assert "root" not in d.get("Service.User", ["root"]), f"{unit.name} must not run as root"
-    if unit.name != "clinic-hq-pg-backup.service":
+    if unit.name not in RUN_AS_ROOT:
+        assert "root" not in d.get("Service.User", ["root"]), f"{unit.name} must not run as root"
+    if unit.name in ONESHOTS:
+        assert d["Service.Type"] == ["oneshot"]
+    else:
         assert d["Service.Type"] == ["notify"] and d["Service.Restart"] == ["on-failure"]
         assert d["Service.WatchdogSec"] and d["Service.TimeoutStopSec"]
         assert d["Service.StateDirectory"], f"{unit.name} needs its state directory (ProtectSystem=strict)"
@@ -100,8 +107,21 @@ def test_the_gateway_reaches_serial_ports_and_cameras_and_nothing_else() -> None
     assert d["Service.User"] == ["clinic-gateway"]
 
 
+def test_the_broker_reload_runs_one_command_with_no_network_and_no_capabilities() -> None:
+    d = directives(REPO / "systemd/clinic-broker-crl.service")
+    assert d["Service.ExecStart"] == ["/usr/bin/systemctl try-reload-or-restart mosquitto.service"]
+    assert d["Service.PrivateNetwork"] == ["true"] and d["Service.RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert d["Service.CapabilityBoundingSet"] == [""] and "Service.AmbientCapabilities" not in d
+    path = directives(REPO / "systemd/clinic-broker-crl.path")
+    # The file HQ writes ([ca] crl_file in the role's hq.toml) and the broker reads (crlfile).
+    assert path["Path.PathChanged"] == ["/var/lib/clinic-hq-crl/crl.pem"]
+    assert path["Path.Unit"] == ["clinic-broker-crl.service"] and path["Install.WantedBy"] == ["multi-user.target"]
+    assert "ReadWritePaths=-/var/lib/clinic-hq-crl" in (REPO / "systemd/clinic-hq.service").read_text()
+
+
 def test_the_services_without_devices_see_none() -> None:
-    for name in ("clinic-hq.service", "clinic-gateway-litestream.service", "clinic-hq-litestream.service"):
+    for name in ("clinic-hq.service", "clinic-gateway-litestream.service", "clinic-hq-litestream.service",
+                 "clinic-broker-crl.service"):
         d = directives(REPO / "systemd" / name)
         assert d["Service.PrivateDevices"] == ["true"] and "Service.DeviceAllow" not in d, name
 

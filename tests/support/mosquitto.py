@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from tests.support.ports import free_port, wait_port
 
@@ -225,15 +226,28 @@ def _connect_packet(client_id: str) -> bytes:
     return bytes([0x10, len(body)]) + body
 
 
+class BrokerAddress(Protocol):
+    host: str
+    port: int
+
+
 def probe_connect(broker: Mosquitto, identity: ClientIdentity | None, *, ca_file: Path | None = None,
                   tls_version: ssl.TLSVersion | None = None, timeout_s: float = 5.0) -> str:
+    """`probe_connect_at` the test broker, verifying it with its own CA unless `ca_file` says otherwise."""
+    assert broker.tls is not None
+    return probe_connect_at(broker, ca_file or broker.tls.ca_dir / "ca.pem", identity, tls_version=tls_version,
+                            timeout_s=timeout_s)
+
+
+def probe_connect_at(broker: BrokerAddress, ca_file: Path, identity: ClientIdentity | None, *,
+                     tls_version: ssl.TLSVersion | None = None, timeout_s: float = 5.0) -> str:
     """"connected" if the broker accepts this client (a CONNACK with reason 0), else how it refused it: in the TLS
     handshake, by closing the connection right after it (with TLS 1.3 a refused client certificate shows only
     when the client first reads), or with a CONNACK reason code. Plain sockets, not paho: it answers in
-    milliseconds, so revocation latencies measured with it are the broker's, not the probe's."""
-    assert broker.tls is not None
+    milliseconds, so revocation latencies measured with it are the broker's, not the probe's. Any broker: the
+    deployment test runs it inside a provisioned HQ against the broker Ansible set up."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(str(ca_file or broker.tls.ca_dir / "ca.pem"))
+    ctx.load_verify_locations(str(ca_file))
     if tls_version is not None:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer an old version; the broker must refuse it
         ctx.minimum_version = ctx.maximum_version = tls_version
@@ -262,7 +276,7 @@ class DisconnectWatch:
     """A paho client connected with `identity` (its own client id): the moment the broker drops it marks a
     revocation's kick, which hits every connection of that identity."""
 
-    def __init__(self, broker: Mosquitto, identity: ClientIdentity, client_id: str = "revocation-watch") -> None:
+    def __init__(self, broker: BrokerAddress, identity: ClientIdentity, client_id: str = "revocation-watch") -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
