@@ -566,6 +566,8 @@ async def replicate_until_stopped(db_path: Path, section: ReplicationSection, st
     def health() -> Health:
         if not started:
             return Health(True, waiting)
+        if stop.is_set():  # the supervisor stops because we stop it: not a failure
+            return Health(True, "final sync, then stopping litestream")
         if not replicator.supervising:
             return Health(False, "the litestream supervisor has stopped")
         pid = replicator.pid
