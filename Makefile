@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime debootstrap systemd-container openssl fonts-wqy-microhei
+APT_PACKAGES := mosquitto mosquitto-clients socat chromium postgresql iproute2 faketime debootstrap systemd-container openssl fonts-wqy-microhei coturn
 STAMP := $(VENV)/.installed
 
 .PHONY: all venv system-deps test test-unit bench demo lint docs clean
@@ -32,12 +32,14 @@ system-deps:
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@# Debian starts mosquitto and postgresql as services on install; tests run their own on free ports.
+	@# Debian starts mosquitto and postgresql as services on install; tests run their own on free ports
+	@# (coturn too: the call tests start their own TURN server).
 
 test: system-deps venv
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 BENCHMARKS = ["bench.ingest", "bench.e2e", "bench.hq_ingest", "bench.drain", "bench.chaos", "bench.dispatch",
-              "bench.revocation", "bench.matching", "bench.records", "bench.booking", "bench.metrics"]
+              "bench.revocation", "bench.matching", "bench.records", "bench.booking", "bench.metrics",
+              "bench.media"]
 
 
 def main() -> int:

@@ -95,7 +95,9 @@ def load_config(path: Path, *, check_files: bool = True) -> GatewayConfig | None
         return None
     if not check_files:
         return config
-    for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files())):
+    cameras = [f for c in config.camera for f in c.secret_files()]
+    for section, files in (("mqtt", config.mqtt.secret_files()), ("replication", config.replication.secret_files()),
+                           ("camera", cameras)):
         missing = [p for p in files if not p.is_file()]
         if missing:
             hint = ""

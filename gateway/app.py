@@ -1,4 +1,4 @@
-"""The gateway's composition root: wires capture, outbox, uplink and the local API, and runs them
+"""The gateway's composition root: wires capture, outbox, uplink, media and the local API, and runs them
 in one asyncio TaskGroup. The only place that builds components; none of them builds another.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from zoneinfo import ZoneInfo
@@ -21,6 +22,8 @@ from gateway.inbox import Inbox
 from gateway.latest_readings import LatestReadings
 from gateway.local_api import LocalApi
 from gateway.local_ui.checkin import CheckinDesk
+from gateway.media import local_pages
+from gateway.media.service import MediaService
 from gateway.mqttlink import Message, MqttLink, Will
 from gateway.outbox import Outbox
 from gateway.remote_config import NOTICE_KIND, Loaded, RemoteConfig
@@ -53,6 +56,7 @@ class Gateway:
     started_ms: int = field(default_factory=clock_ms)
     local_api: LocalApi | None = None
     replicator: Replicator | None = None  # Litestream, when [replication] is enabled in 'child' mode
+    media: MediaService | None = None  # cameras and calls, when [media] is enabled
     certificate: CertificateWatch | None = None  # the gateway's own TLS certificate, when [mqtt] has one
     remote: RemoteConfig | None = None  # HQ-managed settings (None: a gateway run without them, e.g. in a test)
     checkin: CheckinDesk | None = None  # patient check-in and device links (local screen)
@@ -118,11 +122,22 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
         inbox.register(NOTICE_KIND, gw.remote.handle)
     uplink.set_status_source(gw.status)
     notices = wire.notice_topic(g.id)
+    subscriptions = [*uplink.subscriptions, *inbox.subscriptions]
+    receivers: list[Callable[[Message], None]] = []
+    if config.media.enabled:
+        gw.media = MediaService(config, link, store=outbox.append, devices=gw.devices,
+                                on_device_change=uplink.status_changed,
+                                outbox_busy=lambda: any(outbox.count(lane) for lane in wire.Lane
+                                                        if lane < wire.Lane.BULK))
+        subscriptions += gw.media.subscriptions
+        receivers.append(gw.media.on_message)
 
     def on_message(message: Message) -> None:
         (inbox if message.topic == notices else uplink).on_message(message)
+        for receive in receivers:  # each looks only at its own topics
+            receive(message)
 
-    link.set_handlers(subscriptions=[*uplink.subscriptions, *inbox.subscriptions], on_message=on_message,
+    link.set_handlers(subscriptions=subscriptions, on_message=on_message,
                       on_connect=uplink.on_connect, on_disconnect=uplink.on_disconnect)
 
     def on_state(_health: DeviceHealth) -> None:
@@ -144,6 +159,8 @@ def build(config: GatewayConfig, loaded: Loaded | None = None) -> Gateway:
                                         store, on_state, gw.devices, gw.checkin.linked_patient))
     if config.http.port:
         gw.local_api = LocalApi(gw, config.http.host, config.http.port)
+        if gw.media is not None:
+            local_pages.register(gw.local_api.app, gw.media)
     if config.replication.enabled and config.replication.mode is ReplicationMode.CHILD:
         gw.replicator = Replicator(config.outbox_path, config.replication)
     if config.mqtt.cert_file is not None:
@@ -194,6 +211,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier
             tasks = {"mqtt link": tg.create_task(gw.link.run()), "uplink": tg.create_task(gw.uplink.run())}
             tasks |= {f"serial {s.path}": tg.create_task(s.run()) for s in gw.serial_sources}
             tasks |= {f"tcp listener :{s.port}": tg.create_task(s.run()) for s in gw.tcp_sources}
+            if gw.media is not None:
+                tasks["media"] = tg.create_task(gw.media.run())
             if gw.local_api is not None:
                 await gw.local_api.start()
             for source in gw.tcp_sources:
@@ -209,6 +228,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event | None = None, notifier
             notifier.stopping("publishing the offline status, closing the outbox")
             if feeder is not None:
                 feeder.cancel()  # the link ends on purpose now: no watchdog verdict on that
+            if gw.media is not None:
+                await gw.media.close()  # ends the calls while HQ can still be told
             offline = wire.encode_status(await gw.status(wire.GatewayState.OFFLINE))
             await gw.link.close(final=[(wire.status_topic(config.gateway.id), offline, True)])
             for t in tasks.values():

@@ -6,14 +6,16 @@ Every setting has a documented default; `python -m gateway --check-config` valid
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.managed_settings import check_heartbeat_s, check_live_window_s, check_silent_after_s
 from gateway.mqttlink import BrokerSection
 from gateway.replication import ReplicationSection
-from gateway.wire import valid_gateway_id
+from gateway.wire import valid_gateway_id, valid_id
 
 
 class Protocol(enum.StrEnum):
@@ -159,6 +161,157 @@ class TcpListener:
             check_zone(self.timezone)
 
 
+class CameraKind(enum.StrEnum):
+    RTSP = "rtsp"  # an IP camera
+    V4L2 = "v4l2"  # a USB camera (Video4Linux)
+    FILE = "file"  # a recorded file, played in a loop (demonstrations, tests)
+
+
+class RtspTransport(enum.StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+def camera_kind(url: str) -> CameraKind:
+    if url.startswith(("rtsp://", "rtsps://")):
+        return CameraKind.RTSP
+    if url.startswith("/dev/"):
+        return CameraKind.V4L2
+    return CameraKind.FILE
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str = field(metadata=_doc("Id of the camera, as shown at HQ and on the call screens (like a device id)."))
+    url: str | None = field(default=None, metadata=_doc(
+        "Where the video comes from: 'rtsp://HOST:PORT/PATH' (an IP camera; no credentials here), "
+        "'/dev/videoN' (a USB camera) or a file path / 'file:///PATH' (played in a loop). Unset: found on the "
+        "LAN by mDNS under mdns_name."))
+    mdns_name: str | None = field(default=None, metadata=_doc(
+        "Instance name of the camera's _rtsp._tcp mDNS service (e.g. 'Exam room camera'): its address is "
+        "looked up on the LAN, so a camera that changes address is still found."))
+    rtsp_path: str | None = field(default=None, metadata=_doc(
+        "Path of the stream on a camera found by mDNS; default the 'path' of its TXT record, else '/'."))
+    label: str = field(default="", metadata=_doc("Name shown on the call screens; default the id."))
+    substream_url: str | None = field(default=None, metadata=_doc(
+        "RTSP URL of the camera's low-resolution substream, relayed to viewers on weak links; unset: the "
+        "gateway encodes a low-rate copy of the main stream (once, for all such viewers) when one needs it."))
+    username_file: Path | None = field(default=None, metadata=_doc("File holding the camera's RTSP user name."))
+    password_file: Path | None = field(default=None, metadata=_doc("File holding the camera's RTSP password."))
+    rtsp_transport: RtspTransport = field(default=RtspTransport.TCP, metadata=_doc(
+        "RTP over the RTSP connection ('tcp', no loss on the LAN) or over 'udp'."))
+    input_format: str | None = field(default=None, metadata=_doc(
+        "USB cameras: the format to ask for, e.g. 'h264' (relayed as it is), 'mjpeg' or 'yuyv422' (encoded "
+        "once by the gateway)."))
+    video_size: str | None = field(default=None, metadata=_doc("USB cameras: e.g. '1280x720'."))
+    framerate: int | None = field(default=None, metadata=_doc("USB cameras: frames per second to ask for."))
+    audio: bool = field(default=True, metadata=_doc(
+        "Use the camera's microphone (Opus, G.711 or AAC) as the clinic's voice while no screen on the LAN "
+        "sends one."))
+    stall_timeout_s: float = field(default=5.0, metadata=_doc(
+        "No video for this long: the camera is reported disconnected and opened again."))
+
+    @property
+    def kind(self) -> CameraKind:
+        return camera_kind(self.url or "rtsp://")
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.id
+
+    def __post_init__(self) -> None:
+        if not valid_id(self.id):
+            raise ValueError(f"id {self.id!r} must be 1-64 letters, digits, '-', '_' or '.'")
+        if (self.url is None) == (self.mdns_name is None):
+            raise ValueError(f"camera {self.id!r}: set exactly one of url (a fixed address) and mdns_name "
+                             "(found on the LAN)")
+        for url in (self.url, self.substream_url):
+            if url is not None and "://" in url and urlsplit(url).username is not None:
+                raise ValueError(f"camera {self.id!r}: put no credentials in a URL; use username_file and "
+                                 "password_file (secrets come from files)")
+        if self.substream_url is not None and not self.substream_url.startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"camera {self.id!r}: substream_url {self.substream_url!r} must be an rtsp:// URL")
+        if (self.username_file is None) != (self.password_file is None):
+            raise ValueError(f"camera {self.id!r}: set both username_file and password_file, or neither")
+        if self.stall_timeout_s <= 0:
+            raise ValueError("stall_timeout_s must be positive")
+        if self.framerate is not None and not 1 <= self.framerate <= 120:
+            raise ValueError(f"framerate {self.framerate} must be 1-120")
+        if self.video_size is not None and not re.fullmatch(r"[1-9][0-9]{1,4}x[1-9][0-9]{1,4}", self.video_size):
+            raise ValueError(f"video_size {self.video_size!r} must look like '1280x720'")
+
+    def secret_files(self) -> list[Path]:
+        return [p for p in (self.username_file, self.password_file) if p is not None]
+
+
+@dataclass(frozen=True)
+class MediaSection:
+    enabled: bool = field(default=True, metadata=_doc(
+        "Serve live video consultations (cameras, WebRTC relay, recordings); false: no media at all."))
+    ice_host_addresses: list[str] = field(default_factory=list, metadata=_doc(
+        "Local addresses offered as ICE host candidates, e.g. ['192.168.1.20']; empty: every address but "
+        "loopback. STUN and TURN servers come from HQ with each call."))
+    max_remote_parties: int = field(default=3, metadata=_doc(
+        "Remote participants (experts, coordinators) in one call at most; with the clinic, 4 parties."))
+    max_viewers_per_camera: int = field(default=8, metadata=_doc(
+        "Participants one camera is relayed to at most (a bound on memory and uplink)."))
+    stats_interval_s: float = field(default=5.0, metadata=_doc(
+        "How often call quality (RTT, loss, jitter, frame rate, bitrate per stream) is sent to HQ."))
+    video_kbps: int = field(default=1200, metadata=_doc(
+        "Bitrate of video the gateway must encode itself (a USB camera without H.264; a participant's camera "
+        "relayed to the others): encoded once per source, never once per viewer."))
+    low_tier_kbps: int = field(default=350, metadata=_doc(
+        "Bitrate of a camera's low-rate copy, for viewers whose link cannot carry the main stream."))
+    low_tier_height: int = field(default=360, metadata=_doc("Picture height of the low-rate copy."))
+    low_tier_fps: int = field(default=15, metadata=_doc("Frame rate of the low-rate copy."))
+    tier_probe_s: float = field(default=10.0, metadata=_doc(
+        "A viewer moved to a lower video tier tries the next one up after this long on a clean link; the wait "
+        "doubles after each try that fails (up to 12 times this)."))
+    audio_kbps: int = field(default=32, metadata=_doc(
+        "Opus bitrate of the voices the gateway relays (with in-band FEC); voice goes on when video is cut."))
+    call_idle_s: float = field(default=20.0, metadata=_doc(
+        "A call whose remote participants all left this long ago ends, and its recording is closed."))
+    recordings_dir: Path | None = field(default=None, metadata=_doc(
+        "Where recordings wait for their upload; default <gateway.data_dir>/recordings."))
+    recordings_quota_bytes: int = field(default=20 * 1024**3, metadata=_doc(
+        "Most disk recordings may use. Uploaded recordings are deleted; when the rest reach this, no new "
+        "recording starts (the call goes on, and the screens and HQ say it is not recorded)."))
+    upload_kbps: int = field(default=0, metadata=_doc(
+        "Most bandwidth a recording upload takes (0: no limit). Uploads wait while other outbox lanes hold "
+        "entries, and during calls unless upload_during_calls."))
+    upload_during_calls: bool = field(default=False, metadata=_doc(
+        "Upload recordings while a call is live (it competes with the call's media for the uplink)."))
+    upload_chunk_bytes: int = field(default=256 * 1024, metadata=_doc("Bytes per upload message (MQTT)."))
+    discover_cameras: bool = field(default=False, metadata=_doc(
+        "Also use every camera announcing an _rtsp._tcp service on the LAN (mDNS), not only [[camera]] ones."))
+    discovery_interfaces: list[str] = field(default_factory=list, metadata=_doc(
+        "Addresses mDNS listens on, e.g. ['192.168.1.20']; empty: every interface."))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_remote_parties <= 8:
+            raise ValueError(f"max_remote_parties {self.max_remote_parties} must be 1-8")
+        if not 1 <= self.max_viewers_per_camera <= 64:
+            raise ValueError(f"max_viewers_per_camera {self.max_viewers_per_camera} must be 1-64")
+        if not 1 <= self.stats_interval_s <= 60:
+            raise ValueError(f"stats_interval_s {self.stats_interval_s} must be 1-60")
+        for name, low, high in (("video_kbps", 100, 20000), ("low_tier_kbps", 50, 5000), ("audio_kbps", 8, 256),
+                                ("low_tier_height", 90, 1080), ("low_tier_fps", 1, 60)):
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"{name} {getattr(self, name)} must be {low}-{high}")
+        if self.low_tier_kbps >= self.video_kbps:
+            raise ValueError(f"low_tier_kbps {self.low_tier_kbps} must be below video_kbps {self.video_kbps}")
+        if not 1 <= self.tier_probe_s <= 600:
+            raise ValueError(f"tier_probe_s {self.tier_probe_s} must be 1-600")
+        if self.call_idle_s <= 0:
+            raise ValueError("call_idle_s must be positive")
+        if self.recordings_quota_bytes < 64 * 1024**2:
+            raise ValueError(f"recordings_quota_bytes {self.recordings_quota_bytes} must be at least 64 MiB")
+        if self.upload_kbps < 0:
+            raise ValueError("upload_kbps must be 0 (no limit) or positive")
+        if not 16 * 1024 <= self.upload_chunk_bytes <= 1024 * 1024:
+            raise ValueError(f"upload_chunk_bytes {self.upload_chunk_bytes} must be 16384-1048576")
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySection = field(default_factory=GatewaySection)
@@ -170,13 +323,20 @@ class GatewayConfig:
     enrolment: EnrolmentSection = field(default_factory=EnrolmentSection)
     serial: list[SerialDevice] = field(default_factory=list, metadata=_doc("[[serial]] devices."))
     tcp: list[TcpListener] = field(default_factory=list, metadata=_doc("[[tcp]] MLLP listeners."))
+    media: MediaSection = field(default_factory=MediaSection)
+    camera: list[CameraConfig] = field(default_factory=list, metadata=_doc("[[camera]] cameras."))
 
     @property
     def outbox_path(self) -> Path:
         return self.outbox.path or self.gateway.data_dir / "outbox.db"
 
+    @property
+    def recordings_dir(self) -> Path:
+        return self.media.recordings_dir or self.gateway.data_dir / "recordings"
+
     def __post_init__(self) -> None:
-        ids = [d.device_id for d in self.serial] + [t.device_id for t in self.tcp]
+        ids = [d.device_id for d in self.serial] + [t.device_id for t in self.tcp] + [c.id for c in self.camera]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"device ids must be unique; repeated: {', '.join(dupes)}")
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(dupes)} "
+                             "(camera ids count as device ids)")

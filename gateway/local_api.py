@@ -185,5 +185,7 @@ class LocalApi:
                 "gateway_certificate_renewal_due", "gauge",
                 "1 when the certificate expires within enrolment.renew_warning_days (or is unreadable).",
                 1 if gw.certificate.warning() is not None else 0))
+        if gw.media is not None:
+            metrics += gw.media.metrics()
         return web.Response(text=render(metrics), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

@@ -13,6 +13,14 @@ Topics (all under the gateway's own prefix, so the broker ACL `clinic/%u/#` conf
                                                     confirmed from a seq on (after restoring its database)
     clinic/{gateway_id}/down/notice  HQ -> gateway  QoS 1      Notice: a message HQ keeps sending until the
                                                     gateway's receipt (an outbox event) reaches it
+    clinic/{gateway_id}/down/call    HQ -> gateway  QoS 1      Call signalling: a participant's offer (with the
+                                                    ICE servers for the gateway), trickled candidates, bye
+    clinic/{gateway_id}/up/call      gateway -> HQ  QoS 1      Call signalling: answer, candidates, bye, error
+    clinic/{gateway_id}/up/callstats gateway -> HQ  QoS 0      Call quality per participant and stream (RTT,
+                                                    loss, jitter, frame rate, bitrate) every few seconds
+    clinic/{gateway_id}/up/recording gateway -> HQ  QoS 1      A recording: its offer (JSON), then its chunks
+    clinic/{gateway_id}/down/recording HQ -> gateway QoS 1     How much of a recording HQ holds (resume point),
+                                                    or that it is complete / corrupt
 
 Batch payload: 1 version byte (`BATCH_VERSION`) + zlib-compressed JSON
     {"gw": str, "clinic": str, "lane": int, "sent_ms": int,
@@ -23,7 +31,10 @@ with kind one of "observation" | "alarm" | "waveform" | "gap" | "event", times a
 or an object (alarm details, waveform samples, gap details). `floor` (optional, default 0): every seq
 below it HQ has confirmed, or the quota dropped with a gap entry saying so; HQ keeps it as the point a
 replay must start from if it loses its newest commits.
-Status and ack payloads are plain JSON objects with a "v" version field.
+Status, ack, call and recording-progress payloads are plain JSON objects with a "v" version field; a
+recording chunk is 1 version byte (`RECORDING_CHUNK_VERSION`), a 2-byte header length, a JSON header
+{"id", "offset", "size"} and the bytes. Media itself never passes through MQTT or HQ: browsers and the
+gateway exchange it directly over WebRTC.
 """
 
 from __future__ import annotations
@@ -465,6 +476,509 @@ def decode_status(payload: bytes) -> Status:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# ---- calls: signalling ---------------------------------------------------------------------
+# Browsers talk to HQ only; HQ relays their offers and ICE candidates to the clinic's gateway and the gateway's
+# answers back. Media then flows browser <-> gateway directly (STUN/TURN), never through HQ.
+def call_down_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/down/call"
+
+
+def call_up_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/up/call"
+
+
+def callstats_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/up/callstats"
+
+
+def recording_up_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/up/recording"
+
+
+def recording_down_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/down/recording"
+
+
+# Not shared: every HQ worker must see every answer, since any of them may hold the browser's WebSocket (the
+# others drop it); quality samples likewise go to every worker's live pages (their rows are stored idempotently).
+HQ_CALL_SUBSCRIPTION = f"{TOPIC_ROOT}/+/up/call"
+HQ_CALLSTATS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/up/callstats"
+HQ_RECORDING_SUBSCRIPTION = f"$share/hq-recordings/{TOPIC_ROOT}/+/up/recording"
+
+MAX_SDP_BYTES = 64 * 1024
+MAX_SLOTS = 32
+MAX_ID_LENGTH = 64
+
+
+def valid_id(text: object, max_length: int = MAX_ID_LENGTH) -> bool:
+    """Letters, digits, '-', '_', '.'; what consultation, peer and recording ids may hold (they name files
+    and topics)."""
+    return (isinstance(text, str) and 0 < len(text) <= max_length
+            and all(c.isascii() and (c.isalnum() or c in "-_.") for c in text))
+
+
+class SignalType(enum.StrEnum):
+    OFFER = "offer"  # HQ -> gateway: a participant's offer (and the ICE servers for the gateway's side)
+    ANSWER = "answer"  # gateway -> HQ
+    CANDIDATE = "candidate"  # both ways: a trickled ICE candidate (null: end of candidates)
+    BYE = "bye"  # both ways: the participant left / the gateway ended its session
+    ERROR = "error"  # gateway -> HQ: the offer could not be answered (reason says why)
+    STATE = "state"  # gateway -> HQ: what the participant's slots show now, and whether the call is recorded
+
+
+class SlotRole(enum.StrEnum):
+    """What one m-line of a participant's offer carries, in offer order. The browser builds its transceivers
+    from this list and the gateway answers them one by one, so neither side depends on the other's mids."""
+
+    CAMERA = "camera"  # video, gateway -> participant: the clinic's cameras, in configuration order
+    CLINIC_AUDIO = "clinic-audio"  # audio, gateway -> participant: the clinic's microphone
+    SEND_AUDIO = "send-audio"  # audio, participant -> gateway: the participant's microphone
+    SEND_VIDEO = "send-video"  # video, participant -> gateway: the participant's camera
+    PARTY_AUDIO = "party-audio"  # audio, gateway -> participant: another remote party's voice
+    PARTY_VIDEO = "party-video"  # video, gateway -> participant: another remote party's camera
+
+    @property
+    def kind(self) -> str:
+        return "audio" if self in (SlotRole.CLINIC_AUDIO, SlotRole.SEND_AUDIO, SlotRole.PARTY_AUDIO) else "video"
+
+    @property
+    def gateway_sends(self) -> bool:
+        return self not in (SlotRole.SEND_AUDIO, SlotRole.SEND_VIDEO)
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    candidate: str  # the "candidate:..." attribute line, as the browser's RTCIceCandidate.candidate
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """Who a participant is, for labels on the other screens (never used to decide access: HQ did that)."""
+
+    name: str
+    role: str  # "expert", "coordinator", "admin", "clinic_staff", ...
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSource:
+    """What one of a participant's slots carries now, for its label on their screen."""
+
+    slot: str  # e.g. "camera-0", "clinic-audio", "party-video-1"
+    source: str | None  # a camera id, a participant's peer id; None: nothing (yet)
+    label: str  # "Room camera", "Dr Wang"
+    state: str | None = None  # a camera's state (ok, silent, disconnected) or a participant's connection
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    slots: tuple[SlotSource, ...]
+    recording: bool
+    consent: bool
+    note: str | None = None  # e.g. why the call is not recorded
+
+
+@dataclass(frozen=True, slots=True)
+class CallSignal:
+    type: SignalType
+    consultation_id: str  # the consultation's public id
+    peer_id: str  # one participant's connection, made by HQ (or by the gateway for its LAN screens)
+    time_ms: int
+    sdp: str | None = None  # offer, answer
+    slots: tuple[SlotRole, ...] = ()  # offer: what each m-line carries
+    candidate: IceCandidate | None = None  # candidate; None: end of candidates
+    ice_servers: tuple[IceServer, ...] = ()  # offer: STUN/TURN for the gateway's side (with credentials)
+    relay_only: bool = False  # offer: the gateway uses TURN relay candidates only
+    party: Party | None = None  # offer
+    reason: str | None = None  # bye, error
+    state: CallState | None = None  # state
+
+
+def encode_call_signal(signal: CallSignal) -> bytes:
+    doc: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": str(signal.type), "consultation": signal.consultation_id,
+                           "peer": signal.peer_id, "time_ms": signal.time_ms}
+    if signal.sdp is not None:
+        doc["sdp"] = signal.sdp
+    if signal.slots:
+        doc["slots"] = [str(s) for s in signal.slots]
+    if signal.type is SignalType.CANDIDATE:
+        c = signal.candidate
+        doc["candidate"] = None if c is None else {"candidate": c.candidate, "sdpMid": c.sdp_mid,
+                                                   "sdpMLineIndex": c.sdp_mline_index}
+    if signal.ice_servers:
+        doc["ice_servers"] = [{"urls": list(s.urls), "username": s.username, "credential": s.credential}
+                              for s in signal.ice_servers]
+    if signal.relay_only:
+        doc["relay_only"] = True
+    if signal.party is not None:
+        doc["party"] = {"name": signal.party.name, "role": signal.party.role}
+    if signal.reason is not None:
+        doc["reason"] = signal.reason
+    if signal.state is not None:
+        doc["state"] = call_state_json(signal.state)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def call_state_json(state: CallState) -> dict[str, Any]:
+    """The state as JSON (also what HQ hands the participant's browser)."""
+    return {"slots": [{"slot": s.slot, "source": s.source, "label": s.label, "state": s.state} for s in state.slots],
+            "recording": state.recording, "consent": state.consent, "note": state.note}
+
+
+def decode_call_signal(payload: bytes) -> CallSignal:
+    doc = _json_object(payload, "call signal")
+    type_value = _field(doc, "type", str)
+    try:
+        kind = SignalType(type_value)
+    except ValueError:
+        raise WireError(f"call signal field 'type' = {type_value!r}; expected one of "
+                        f"{', '.join(t.value for t in SignalType)}") from None
+    consultation = _field(doc, "consultation", str)
+    peer = _field(doc, "peer", str)
+    for name, value in (("consultation", consultation), ("peer", peer)):
+        if not valid_id(value):
+            raise WireError(f"call signal field {name!r} = {value!r}; expected 1-{MAX_ID_LENGTH} letters, digits, "
+                            "'-', '_' or '.'")
+    sdp = doc.get("sdp")
+    if sdp is not None and (not isinstance(sdp, str) or len(sdp) > MAX_SDP_BYTES):
+        raise WireError(f"call signal field 'sdp' must be a string of at most {MAX_SDP_BYTES} characters")
+    if kind in (SignalType.OFFER, SignalType.ANSWER) and not sdp:
+        raise WireError(f"a call {kind} needs its 'sdp'")
+    slots = _decode_slots(doc.get("slots", []))
+    party = None
+    if kind is SignalType.OFFER:
+        if not slots:
+            raise WireError("a call offer needs 'slots': what each m-line of the offer carries")
+        party = _decode_party(doc.get("party"))
+    candidate = _decode_candidate(doc.get("candidate")) if kind is SignalType.CANDIDATE else None
+    if kind is SignalType.CANDIDATE and "candidate" not in doc:
+        raise WireError("a call candidate needs 'candidate' (null for the end of candidates)")
+    reason = doc.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise WireError("call signal field 'reason' must be a string")
+    relay_only = doc.get("relay_only", False)
+    if not isinstance(relay_only, bool):
+        raise WireError("call signal field 'relay_only' must be true or false")
+    state = _decode_call_state(doc.get("state")) if kind is SignalType.STATE else None
+    return CallSignal(kind, consultation, peer, _field(doc, "time_ms", int), sdp, slots, candidate,
+                      _decode_ice_servers(doc.get("ice_servers", [])), relay_only, party,
+                      None if reason is None else reason[:500], state)
+
+
+def _decode_call_state(raw: Any) -> CallState:
+    if not isinstance(raw, dict) or not isinstance(raw.get("slots"), list) or len(raw["slots"]) > MAX_SLOTS:
+        raise WireError("a call state needs 'state': {\"slots\": [...], \"recording\", \"consent\"}")
+    slots = []
+    for item in raw["slots"]:
+        if (not isinstance(item, dict) or not isinstance(item.get("slot"), str)
+                or not isinstance(item.get("label"), str)
+                or not all(item.get(k) is None or isinstance(item[k], str) for k in ("source", "state"))):
+            raise WireError(f"call state slot {item!r} must be {{\"slot\", \"source\", \"label\", \"state\"}}")
+        slots.append(SlotSource(item["slot"], item.get("source"), item["label"][:200], item.get("state")))
+    note = raw.get("note")
+    return CallState(tuple(slots), _field(raw, "recording", bool), _field(raw, "consent", bool),
+                     note if isinstance(note, str) else None)
+
+
+def _decode_slots(raw: Any) -> tuple[SlotRole, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_SLOTS:
+        raise WireError(f"call signal field 'slots' must be a list of at most {MAX_SLOTS} slot roles")
+    try:
+        return tuple(SlotRole(s) for s in raw)
+    except ValueError:
+        raise WireError(f"call signal slots {raw!r}: each must be one of "
+                        f"{', '.join(r.value for r in SlotRole)}") from None
+
+
+def _decode_party(raw: Any) -> Party:
+    if (not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not isinstance(raw.get("role"), str)
+            or not raw["role"] or len(raw["role"]) > 32):
+        raise WireError("a call offer needs 'party': {\"name\": str, \"role\": str (1-32 characters)}")
+    return Party(raw["name"][:200], raw["role"])
+
+
+def _decode_candidate(raw: Any) -> IceCandidate | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("candidate"), str) or len(raw["candidate"]) > 1000:
+        raise WireError("call candidate must be {\"candidate\": str, \"sdpMid\": str|null, "
+                        "\"sdpMLineIndex\": int|null} or null")
+    mid, index = raw.get("sdpMid"), raw.get("sdpMLineIndex")
+    if mid is not None and not isinstance(mid, str):
+        raise WireError("call candidate 'sdpMid' must be a string or null")
+    if index is not None and (not _is_int(index) or index < 0):
+        raise WireError("call candidate 'sdpMLineIndex' must be a non-negative integer or null")
+    return IceCandidate(raw["candidate"], mid, index)
+
+
+def _decode_ice_servers(raw: Any) -> tuple[IceServer, ...]:
+    if not isinstance(raw, list) or len(raw) > 8:
+        raise WireError("call signal field 'ice_servers' must be a list of at most 8 servers")
+    servers = []
+    for item in raw:
+        urls = item.get("urls") if isinstance(item, dict) else None
+        if isinstance(urls, str):
+            urls = [urls]
+        if (not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls)
+                or not all(u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns") for u in urls)):
+            raise WireError(f"ice server {item!r}: 'urls' must be stun:/turn: URLs")
+        username, credential = item.get("username"), item.get("credential")
+        if not all(v is None or isinstance(v, str) for v in (username, credential)):
+            raise WireError("ice server 'username' and 'credential' must be strings or null")
+        servers.append(IceServer(tuple(urls), username, credential))
+    return tuple(servers)
+
+
+# ---- calls: quality -----------------------------------------------------------------------
+class StreamDirection(enum.StrEnum):
+    OUT = "out"  # the gateway sends it to the participant
+    IN = "in"  # the gateway receives it from the participant
+
+
+@dataclass(frozen=True, slots=True)
+class StreamQuality:
+    """One media stream of one participant over the last interval. None: not known (yet)."""
+
+    stream: str  # the slot it travels in, e.g. "camera-0", "clinic-audio", "send-video", "party-audio-1"
+    kind: str  # "audio" | "video"
+    direction: StreamDirection
+    rtt_ms: float | None = None
+    loss_pct: float | None = None
+    jitter_ms: float | None = None
+    fps: float | None = None
+    kbps: float | None = None
+    tier: str | None = None  # video the gateway sends: "main", "low" or "off" (audio only)
+    source: str | None = None  # what it carries: a camera id, or the peer id of another party
+
+
+@dataclass(frozen=True, slots=True)
+class PeerQuality:
+    peer_id: str
+    name: str
+    role: str
+    state: str  # the connection's state: new | connecting | connected | disconnected | failed | closed
+    local: bool  # a screen on the clinic's LAN, not a remote participant
+    streams: tuple[StreamQuality, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuality:
+    consultation_id: str
+    time_ms: int
+    interval_s: float
+    recording: bool
+    peers: tuple[PeerQuality, ...] = ()
+
+
+_QUALITY_FIGURES = ("rtt_ms", "loss_pct", "jitter_ms", "fps", "kbps")
+
+
+def encode_call_quality(quality: CallQuality) -> bytes:
+    def stream(s: StreamQuality) -> dict[str, Any]:
+        doc: dict[str, Any] = {"stream": s.stream, "kind": s.kind, "dir": str(s.direction)}
+        for name in _QUALITY_FIGURES:
+            value = getattr(s, name)
+            if value is not None:
+                doc[name] = round(value, 2)
+        if s.tier is not None:
+            doc["tier"] = s.tier
+        if s.source is not None:
+            doc["source"] = s.source
+        return doc
+
+    doc = {"v": PROTOCOL_VERSION, "consultation": quality.consultation_id, "time_ms": quality.time_ms,
+           "interval_s": quality.interval_s, "recording": quality.recording,
+           "peers": [{"peer": p.peer_id, "name": p.name, "role": p.role, "state": p.state, "local": p.local,
+                      "streams": [stream(s) for s in p.streams]} for p in quality.peers]}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def decode_call_quality(payload: bytes) -> CallQuality:
+    doc = _json_object(payload, "call quality")
+    consultation = _field(doc, "consultation", str)
+    if not valid_id(consultation):
+        raise WireError(f"call quality field 'consultation' = {consultation!r} is not a valid id")
+    interval: Any = doc.get("interval_s")
+    if not _is_number(interval) or not 0 < interval <= 3600:
+        raise WireError(f"call quality field 'interval_s' = {interval!r}; expected seconds (0-3600]")
+    recording = _field(doc, "recording", bool)
+    peers = []
+    for p in _field(doc, "peers", list):
+        if not isinstance(p, dict):
+            raise WireError("call quality 'peers' must hold objects")
+        peer_id = _field(p, "peer", str)
+        if not valid_id(peer_id):
+            raise WireError(f"call quality peer {peer_id!r} is not a valid id")
+        streams = tuple(_decode_stream_quality(s) for s in _field(p, "streams", list))
+        peers.append(PeerQuality(peer_id, _field(p, "name", str), _field(p, "role", str), _field(p, "state", str),
+                                 _field(p, "local", bool), streams))
+    return CallQuality(consultation, _field(doc, "time_ms", int), float(interval), recording, tuple(peers))
+
+
+def _decode_stream_quality(raw: Any) -> StreamQuality:
+    if not isinstance(raw, dict):
+        raise WireError("call quality 'streams' must hold objects")
+    name = _field(raw, "stream", str)
+    kind = _field(raw, "kind", str)
+    if kind not in ("audio", "video"):
+        raise WireError(f"call quality stream {name!r}: kind {kind!r}; expected 'audio' or 'video'")
+    try:
+        direction = StreamDirection(_field(raw, "dir", str))
+    except ValueError:
+        raise WireError(f"call quality stream {name!r}: 'dir' must be 'in' or 'out'") from None
+    figures: dict[str, float | None] = {}
+    for figure in _QUALITY_FIGURES:
+        value: Any = raw.get(figure)
+        if value is not None and (not _is_number(value) or value < 0):
+            raise WireError(f"call quality stream {name!r}: {figure} = {value!r}; expected a non-negative number")
+        figures[figure] = None if value is None else float(value)
+    tier, source = raw.get("tier"), raw.get("source")
+    if not all(v is None or isinstance(v, str) for v in (tier, source)):
+        raise WireError(f"call quality stream {name!r}: 'tier' and 'source' must be strings")
+    return StreamQuality(name, kind, direction, tier=tier, source=source, **figures)
+
+
+# ---- recordings ----------------------------------------------------------------------------
+# A finished recording is announced in the outbox's bulk lane; its bytes go up in chunks on their own topic,
+# resumable: HQ says how much it holds, the gateway goes on from there, HQ checks the SHA-256 at the end.
+RECORDING_CHUNK_VERSION = 1
+MAX_RECORDING_CHUNK_BYTES = 1024 * 1024
+
+
+class RecordingState(enum.StrEnum):
+    PARTIAL = "partial"  # HQ holds `received_bytes`; send on from there
+    COMPLETE = "complete"  # every byte is at HQ and its SHA-256 matched: the gateway may delete its copy
+    CORRUPT = "corrupt"  # the bytes did not match the SHA-256; HQ dropped them: send again from 0
+    REFUSED = "refused"  # HQ will not take it (reason says why, e.g. too large); the gateway keeps it
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingOffer:
+    """The gateway asks HQ how much of a recording it holds (at every connect, for each waiting recording)."""
+
+    recording_id: str
+    consultation_id: str
+    clinic_id: str
+    started_ms: int
+    ended_ms: int
+    size_bytes: int
+    sha256: str
+    mime: str = "video/mp4"
+    patient_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingChunk:
+    recording_id: str
+    offset: int
+    size_bytes: int  # of the whole recording, as offered
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingProgress:
+    recording_id: str
+    received_bytes: int
+    state: RecordingState
+    reason: str | None = None
+
+
+def encode_recording_offer(offer: RecordingOffer) -> bytes:
+    doc = {"v": PROTOCOL_VERSION, "type": "offer", "id": offer.recording_id, "consultation": offer.consultation_id,
+           "clinic": offer.clinic_id, "started_ms": offer.started_ms, "ended_ms": offer.ended_ms,
+           "size": offer.size_bytes, "sha256": offer.sha256, "mime": offer.mime, "patient_id": offer.patient_id}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_recording_chunk(chunk: RecordingChunk) -> bytes:
+    header = json.dumps({"id": chunk.recording_id, "offset": chunk.offset, "size": chunk.size_bytes},
+                        separators=(",", ":")).encode()
+    return bytes([RECORDING_CHUNK_VERSION]) + len(header).to_bytes(2, "big") + header + chunk.data
+
+
+def decode_recording_up(payload: bytes) -> RecordingOffer | RecordingChunk:
+    """An offer (a JSON object) or a chunk (version byte, 2-byte header length, JSON header, the bytes)."""
+    if payload[:1] == b"{":
+        return _decode_recording_offer(payload)
+    if not payload or payload[0] != RECORDING_CHUNK_VERSION:
+        raise WireError(f"recording chunk version {payload[:1].hex() or 'missing'}; expected "
+                        f"{RECORDING_CHUNK_VERSION:02x} (or a JSON offer)")
+    length = int.from_bytes(payload[1:3], "big")
+    try:
+        header = json.loads(payload[3:3 + length])
+    except ValueError as exc:
+        raise WireError(f"recording chunk header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise WireError("recording chunk header must be a JSON object")
+    recording_id = _recording_id(header)
+    offset, size = _field(header, "offset", int), _field(header, "size", int)
+    data = payload[3 + length:]
+    if len(data) > MAX_RECORDING_CHUNK_BYTES:
+        raise WireError(f"recording chunk of {len(data)} bytes; at most {MAX_RECORDING_CHUNK_BYTES}")
+    if offset < 0 or offset + len(data) > size:
+        raise WireError(f"recording chunk at {offset} (+{len(data)}) lies outside the recording's {size} bytes")
+    return RecordingChunk(recording_id, offset, size, data)
+
+
+def _decode_recording_offer(payload: bytes) -> RecordingOffer:
+    doc = _json_object(payload, "recording offer")
+    if doc.get("type") != "offer":
+        raise WireError(f"recording message type {doc.get('type')!r}; expected 'offer'")
+    consultation = _field(doc, "consultation", str)
+    if not valid_id(consultation):
+        raise WireError(f"recording offer 'consultation' = {consultation!r} is not a valid id")
+    sha = _field(doc, "sha256", str)
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise WireError("recording offer 'sha256' must be 64 lowercase hex digits")
+    size = _field(doc, "size", int)
+    if size < 0:
+        raise WireError(f"recording offer 'size' = {size}; expected a non-negative number of bytes")
+    patient = doc.get("patient_id")
+    if patient is not None and not isinstance(patient, str):
+        raise WireError("recording offer 'patient_id' must be a string or null")
+    return RecordingOffer(_recording_id(doc), consultation, _field(doc, "clinic", str), _field(doc, "started_ms", int),
+                          _field(doc, "ended_ms", int), size, sha, _field(doc, "mime", str), patient)
+
+
+def _recording_id(doc: dict[str, Any]) -> str:
+    recording_id = _field(doc, "id", str)
+    if not valid_id(recording_id, 100):
+        raise WireError(f"recording id {recording_id!r}; expected 1-100 letters, digits, '-', '_' or '.'")
+    return str(recording_id)
+
+
+def encode_recording_progress(progress: RecordingProgress) -> bytes:
+    doc = {"v": PROTOCOL_VERSION, "id": progress.recording_id, "received": progress.received_bytes,
+           "state": str(progress.state), "reason": progress.reason}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_recording_progress(payload: bytes) -> RecordingProgress:
+    doc = _json_object(payload, "recording progress")
+    try:
+        state = RecordingState(_field(doc, "state", str))
+    except ValueError:
+        raise WireError(f"recording progress state {doc.get('state')!r}; expected one of "
+                        f"{', '.join(s.value for s in RecordingState)}") from None
+    received = _field(doc, "received", int)
+    if received < 0:
+        raise WireError(f"recording progress 'received' = {received}; expected a non-negative offset")
+    reason = doc.get("reason")
+    return RecordingProgress(_recording_id(doc), received, state, reason if isinstance(reason, str) else None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---- helpers ------------------------------------------------------------------------------

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "ca":  # before the secrets check: `ca issue` makes the [mqtt] certificate it names
         return ca_command(config, args)
-    for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files()]:
+    for secret in [config.database.password_file, *config.mqtt.secret_files(), *config.replication.secret_files(),
+                   *config.calls.secret_files()]:
         if secret is not None and not secret.is_file():
             print(f"clinic-hq: {args.config}: secret file {secret} does not exist", file=sys.stderr)
             return EXIT_CONFIG

@@ -1,4 +1,5 @@
-"""The HQ composition root: `create_app(config)` wires the engine, MQTT link, ingest, live hub and routes.
+"""The HQ composition root: `create_app(config)` wires the engine, MQTT link, ingest, call relay, recordings,
+live hub and routes.
 
 Background work (the MQTT link, the ingest writer, the offline sweeper, Litestream) runs in `cleanup_ctx` tasks,
 so it starts and stops with the aiohttp application. `hq.__main__` runs the app.
@@ -26,6 +27,7 @@ from hq import (
     api,
     auth,
     ca,
+    calls,
     checkin_events,
     db,
     directory_upkeep,
@@ -34,12 +36,14 @@ from hq import (
     observability,
     observation_rollup,
     openapi,
+    recordings,
     reminders,
     replay,
     revocation,
 )
 from hq.appkeys import (
     CA_FILES,
+    CALLS,
     CONFIG,
     DOWNLINK,
     ENFORCER,
@@ -51,6 +55,7 @@ from hq.appkeys import (
     LINK,
     OPENAPI_PATHS,
     RECEIPTS,
+    RECORDINGS,
     SOCKETS,
 )
 from hq.broker_control import DynsecControl, RevocationEnforcer
@@ -119,12 +124,16 @@ def create_app(config: HqConfig) -> web.Application:
     app.add_routes(fhir_observation.routes)
     app.add_routes(schedule.routes)
     app.add_routes(fhir_scheduling.routes)
+    app.add_routes(calls.routes)
+    app.add_routes(recordings.routes)
+    app[EVENTS].register(recordings.RECORDING_EVENT, recordings.recording_event)
     app[OPENAPI_PATHS] = {**openapi.FLEET_PATHS, **auth.OPENAPI_PATHS, **admin.OPENAPI_PATHS,
                           **consultations.OPENAPI_PATHS, **fleet_admin_api.OPENAPI_PATHS, **patients.OPENAPI_PATHS,
                           **patient_imaging.OPENAPI_PATHS, **patient_merges.OPENAPI_PATHS, **fhir_patient.OPENAPI_PATHS,
                           **fhir_observation.OPENAPI_PATHS, **schedule.OPENAPI_PATHS, **fhir_scheduling.OPENAPI_PATHS,
                           **expert_pages.OPENAPI_PATHS, **department_pages.OPENAPI_PATHS,
-                          **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS}
+                          **metrics_pages.OPENAPI_PATHS, **practitioner.OPENAPI_PATHS,
+                          **calls.OPENAPI_PATHS, **recordings.OPENAPI_PATHS}
     app.add_routes(observability.routes)
     app.add_routes(pages.routes)
     app.add_routes(websocket.routes)
@@ -187,8 +196,15 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     downlink = Downlink(app[ENGINE], link)
     ingest = Ingest(app[ENGINE], link, app[HUB], config.ingest, events=app[EVENTS], on_gateway_online=downlink.wake)
     ingest.refused_gateways.update(await asyncio.to_thread(revocation.all_revoked, app[ENGINE]))
-    subscriptions = list(ingest.subscriptions)
-    on_message = ingest.on_message
+    relay = calls.CallRelay(app[ENGINE], link, config.calls)
+    store = recordings.RecordingStore(app[ENGINE], link, config.recordings)
+    subscriptions = [*ingest.subscriptions, *relay.subscriptions, *store.subscriptions]
+
+    def receive(message: Message) -> None:
+        for handle in (ingest.on_message, relay.on_message, store.on_message):  # each takes its own topics
+            handle(message)
+
+    on_message = receive
     on_connect = None
     enforcer: RevocationEnforcer | None = None
     if config.mqtt.dynamic_security:
@@ -199,23 +215,31 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 
         def on_message(message: Message) -> None:
             if not control.on_message(message):
-                ingest.on_message(message)
+                receive(message)
 
     link.set_handlers(subscriptions=subscriptions, on_message=on_message, on_connect=on_connect)
     app[LINK] = link
     app[INGEST] = ingest
     app[DOWNLINK] = downlink
+    app[CALLS] = relay
+    app[RECORDINGS] = store
     tasks = [asyncio.create_task(link.run(), name="hq-mqtt"), asyncio.create_task(ingest.run(), name="hq-ingest"),
              asyncio.create_task(downlink.run(), name="hq-downlink")]
     if enforcer is not None:
         tasks.append(asyncio.create_task(enforcer.run(), name="hq-revocations"))
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     app[FATAL] = fatal
+    crash_report = functools.partial(_report_crash, fatal)
     for task in tasks:
-        task.add_done_callback(functools.partial(_report_crash, fatal))
+        task.add_done_callback(crash_report)
     tasks.append(asyncio.create_task(_request_replays(app[ENGINE], link), name="hq-replay"))
     tasks.append(asyncio.create_task(_keep_revocations(app), name="hq-crl"))
+    tasks.append(asyncio.create_task(relay.run(), name="hq-calls"))
     yield
+    for task in tasks:
+        task.remove_done_callback(crash_report)  # they end now because HQ stops, not because they crashed
+    await relay.close()
+    await store.close()
     await link.close()
     for task in tasks:
         task.cancel()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -20,6 +20,10 @@ from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
+
+if TYPE_CHECKING:
+    from hq.calls import CallRelay
+    from hq.recordings import RecordingStore
 
 CONFIG = web.AppKey("config", HqConfig)
 ENGINE = web.AppKey("engine", sa.Engine)
@@ -39,3 +43,5 @@ SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("socket
 # Set when a background task (MQTT link, ingest) dies: the service stops with a failure exit status
 # so systemd restarts it, instead of serving pages while silently ingesting nothing.
 FATAL = web.AppKey("fatal", asyncio.Future[str])
+CALLS: web.AppKey[CallRelay] = web.AppKey("calls")
+RECORDINGS: web.AppKey[RecordingStore] = web.AppKey("recordings")

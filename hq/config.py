@@ -279,6 +279,69 @@ class RecordsSection:
 
 
 @dataclass(frozen=True)
+class CallsSection:
+    stun_urls: list[str] = field(default_factory=list, metadata=_doc(
+        "STUN servers for browsers and gateways, e.g. ['stun:turn.example.org:3478']."))
+    turn_urls: list[str] = field(default_factory=list, metadata=_doc(
+        "TURN servers, e.g. ['turn:turn.example.org:3478?transport=udp'] (coturn); each participant and the "
+        "gateway get a time-limited credential made with turn_secret_file."))
+    turn_secret_file: Path | None = field(default=None, metadata=_doc(
+        "File holding the TURN server's shared secret (coturn static-auth-secret, TURN REST API)."))
+    turn_credential_ttl_s: int = field(default=12 * 3600, metadata=_doc(
+        "How long a TURN credential HQ hands out stays valid."))
+    relay_only: bool = field(default=False, metadata=_doc(
+        "Media goes through TURN only (browsers and gateways use relay candidates): works through the "
+        "strictest firewalls and hides addresses, at the cost of the TURN server's bandwidth."))
+    camera_slots: int = field(default=2, metadata=_doc("Clinic cameras a participant's screen shows at most."))
+    party_slots: int = field(default=3, metadata=_doc(
+        "Other participants (voice and camera) a screen receives at most."))
+    resume_grace_s: float = field(default=60.0, metadata=_doc(
+        "A participant whose connection dropped (e.g. a change of network) comes back within this time "
+        "without re-joining; after it the gateway is told they left."))
+    alert_loss_pct: float = field(default=5.0, metadata=_doc("Alert when a stream loses more packets than this."))
+    alert_rtt_ms: float = field(default=400.0, metadata=_doc("Alert when a round trip takes longer than this."))
+    alert_jitter_ms: float = field(default=60.0, metadata=_doc("Alert when a stream's jitter exceeds this."))
+    alert_min_fps: float = field(default=8.0, metadata=_doc(
+        "Alert when video that should be flowing runs below this frame rate (0: the picture froze)."))
+    quality_retention_days: int = field(default=90, metadata=_doc(
+        "Call-quality samples older than this are deleted (alerts are kept)."))
+
+    def __post_init__(self) -> None:
+        for url in self.stun_urls:
+            if not url.startswith(("stun:", "stuns:")):
+                raise ValueError(f"stun_urls: {url!r} must start with 'stun:' or 'stuns:'")
+        for url in self.turn_urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"turn_urls: {url!r} must start with 'turn:' or 'turns:'")
+        if self.turn_urls and self.turn_secret_file is None:
+            raise ValueError("turn_urls need turn_secret_file (the TURN server's shared secret)")
+        if self.relay_only and not self.turn_urls:
+            raise ValueError("relay_only needs turn_urls: without a TURN server no media could flow")
+        if not 60 <= self.turn_credential_ttl_s <= 7 * 86400:
+            raise ValueError(f"turn_credential_ttl_s {self.turn_credential_ttl_s} must be 60-604800")
+        if not 1 <= self.camera_slots <= 8 or not 1 <= self.party_slots <= 8:
+            raise ValueError("camera_slots and party_slots must be 1-8")
+        if self.resume_grace_s <= 0 or self.quality_retention_days < 1:
+            raise ValueError("resume_grace_s must be > 0 and quality_retention_days >= 1")
+        if min(self.alert_loss_pct, self.alert_rtt_ms, self.alert_jitter_ms, self.alert_min_fps) < 0:
+            raise ValueError("alert thresholds must not be negative")
+
+    def secret_files(self) -> list[Path]:
+        return [] if self.turn_secret_file is None else [self.turn_secret_file]
+
+
+@dataclass(frozen=True)
+class RecordingsSection:
+    dir: Path = field(default=Path("/var/lib/clinic-hq/recordings"), metadata=_doc(
+        "Where uploaded consultation recordings are stored (shared storage when several HQ workers run)."))
+    max_bytes: int = field(default=16 * 1024**3, metadata=_doc("A larger recording is refused."))
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1024**2:
+            raise ValueError(f"max_bytes {self.max_bytes} must be at least 1 MiB")
+
+
+@dataclass(frozen=True)
 class HqConfig:
     database: DatabaseSection = field(default_factory=DatabaseSection, metadata=_doc("[database]"))
     mqtt: MqttSection = field(default_factory=MqttSection, metadata=_doc("[mqtt]"))
@@ -298,3 +361,6 @@ class HqConfig:
         "[replication] Litestream, for a SQLite database (PostgreSQL has its own replication)."))
     ca: CaSection = field(default_factory=CaSection, metadata=_doc("[ca] the fleet's certificate authority"))
     enrolment: EnrolmentSection = field(default_factory=EnrolmentSection, metadata=_doc("[enrolment]"))
+    calls: CallsSection = field(default_factory=CallsSection, metadata=_doc("[calls] video consultations"))
+    recordings: RecordingsSection = field(default_factory=RecordingsSection, metadata=_doc(
+        "[recordings] consultation recordings uploaded by the gateways"))

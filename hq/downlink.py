@@ -139,8 +139,10 @@ class Downlink:
         for row in rows:
             notice = wire.Notice(row["id"], row["kind"], row["body"], now_ms())
             try:
-                await asyncio.wait_for(self.link.publish(wire.notice_topic(row["gateway_id"]),
-                                                         wire.encode_notice(notice), qos=1), PUBLISH_TIMEOUT_S)
+                # The link's own timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the publish's
+                # outcome when a cancellation arrives with it, swallowing the cancel (this loop then never ended).
+                await self.link.publish(wire.notice_topic(row["gateway_id"]), wire.encode_notice(notice), qos=1,
+                                        timeout_s=PUBLISH_TIMEOUT_S)
                 self.published_total += 1
             except (MqttError, TimeoutError) as exc:
                 self.publish_failures_total += 1

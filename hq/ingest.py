@@ -290,11 +290,11 @@ class Ingest:
     async def _send_acks(self, plan: CommitPlan, committed_seq: dict[str, int]) -> None:
         gateways = list(plan.acks)
         results = await asyncio.gather(*(
-            asyncio.wait_for(self.link.publish(
+            self.link.publish(
                 wire.ack_topic(gw),
                 wire.encode_ack(wire.Ack(plan.acks[gw], committed_seq.get(gw, 0), plan.hq_ms)),
-                qos=1,
-            ), ACK_PUBLISH_TIMEOUT_S)
+                qos=1, timeout_s=ACK_PUBLISH_TIMEOUT_S,
+            )
             for gw in gateways
         ), return_exceptions=True)
         for gw, outcome in zip(gateways, results, strict=True):

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from gateway.prometheus import Family, render
 from gateway.replication import Replicator
-from hq import db, queries
-from hq.appkeys import ENGINE, EVENTS, HUB, INGEST, LINK
+from hq import calls, db, queries
+from hq.appkeys import CALLS, ENGINE, EVENTS, HUB, INGEST, LINK, RECORDINGS
 from hq.observation_rollup import ROLLUP_STATS
 from hq.representations import gateway_json
 
@@ -104,9 +104,11 @@ async def metrics(request: web.Request) -> web.Response:
                           "Errors litestream logged (e.g. the replica unreachable; it retries)",
                           replicator.errors_total),
         ]
+    families += request.app[CALLS].metrics() + request.app[RECORDINGS].metrics()
     try:
         rows = await asyncio.to_thread(queries.list_gateways, request.app[ENGINE])
         families += gateway_families([gateway_json(r) for r in rows])
+        families.append(await asyncio.to_thread(calls.open_alerts_family, request.app[ENGINE]))
     except sa.exc.SQLAlchemyError as exc:
         log.warning("metrics: reading the gateways failed: %s", exc)
     return web.Response(body=render(families).encode(),

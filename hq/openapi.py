@@ -12,6 +12,7 @@ from gateway import wire
 from hq.query_params import DEFAULT_LIMIT, ISO_EXPECTED, MAX_LIMIT
 
 _TIME = {"type": ["string", "null"], "format": "date-time", "description": "UTC, ISO 8601 with a Z suffix"}
+TIME = _TIME  # for the modules that describe their own paths
 ERROR = {
     "type": "object",
     "required": ["error"],

@@ -12,6 +12,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ from hq.models import (
     rollup_progress,
     visits,
 )
+from hq.recordings import recordings_for
 from hq.representations import gap_summary
 
 DAY_MS = 86_400_000
@@ -93,7 +95,7 @@ class Timeline:
     days: dict[int, dict[tuple[str, str], MetricDay]] = field(default_factory=dict)  # UTC day -> metric sums
     entries: list[dict[str, Any]] = field(default_factory=list)  # newest first
     pending_readings: int = 0  # readings HQ holds but neither summed nor scanned (a stalled rollup)
-    recordings: str = "not available"  # see _recordings
+    recordings: str = "none"  # how many of the consultations' recordings are on the timeline (see _recordings)
 
     def to_json(self) -> dict[str, Any]:
         days = []
@@ -268,7 +270,13 @@ def _consultations(conn: sa.Connection, t: Timeline) -> None:
 
 
 def _recordings(conn: sa.Connection, t: Timeline) -> None:
-    """RECORDINGS GO HERE: consultation recordings are listed by `hq.recordings.recordings_for`, the video
-    engineer's module, which HQ does not have yet. Until then the timeline says so rather than listing none
-    as if there were none; wire the call in here (entries of type "recording") when it lands."""
-    t.recordings = "not available: HQ does not store consultation recordings yet"
+    """The timeline's consultations' recordings (`hq.recordings.recordings_for`), entries of their own."""
+    found = 0
+    for consultation in [e for e in t.entries if e["type"] == "consultation"]:
+        for rec in recordings_for(conn, consultation["public_id"]):
+            started = datetime.fromisoformat(rec["started"]) if rec["started"] else None
+            at_ms = int(started.timestamp() * 1000) if started else int(consultation["at_ms"])
+            t.entries.append({"type": "recording", "at_ms": at_ms, "time": rec["started"], **rec,
+                              "link": f"/consultations/{consultation['public_id']}/call"})
+            found += 1
+    t.recordings = f"{found} on the timeline" if found else "none"

@@ -26,6 +26,7 @@ from hq.models.experts import (
 )
 from hq.models.fleet import clinics, gateways, hq_meta, observations
 from hq.models.fleet_security import enrolment_tokens, gateway_certificates, gateway_config_versions, revoked_gateways
+from hq.models.media import call_alerts, call_participants, call_quality_samples, recordings
 from hq.models.records import (
     imaging,
     observation_highlights,
@@ -50,6 +51,9 @@ __all__ = [
     "audit_head", "audit_log",
     "availability_exceptions",
     "availability_rules",
+    "call_alerts",
+    "call_participants",
+    "call_quality_samples",
     "clinics",
     "consultation_attachments",
     "consultation_messages",
@@ -79,6 +83,7 @@ __all__ = [
     "patient_merges",
     "patient_search_keys",
     "patients",
+    "recordings",
     "reports",
     "revoked_gateways",
     "rollup_progress",

@@ -54,6 +54,7 @@ class GatewaySpec:
     outbox_options: dict[str, int | float] = field(default_factory=dict)  # more [outbox] keys, e.g. batch_max_records
     broker_via: NetProxy | None = None  # reach the broker through this proxy (a WAN the test controls)
     env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. LD_PRELOAD=libfaketime
+    extra_toml: str = ""  # more configuration, e.g. [media] settings and [[camera]] tables
     enrol: bool = False  # TLS: enrol through HQ with a one-time token (HQ must be running) instead of a direct issue
 
 
@@ -234,6 +235,7 @@ class Stack:
                 port = self.tcp_ports.setdefault(f"{spec.gateway_id}/{dev.device_id}", free_port())
                 lines.append(f'[[tcp]]\nhost = "127.0.0.1"\nport = {port}\nprotocol = "{dev.protocol}"\n'
                              f'device_id = "{dev.device_id}"\n')
+        lines.append(spec.extra_toml)
         return "\n".join(lines)
 
     def start_gateway(self, spec: GatewaySpec, *, start_simulators: bool = True) -> dict[str, str]:
