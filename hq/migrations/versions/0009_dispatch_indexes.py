@@ -2,7 +2,8 @@
 weekday, leave and bookings by their end (what covers "now" is what has not ended), consultations each expert
 accepted by time (today's load) and consultations by request time (chain-wide lists).
 
-Revision 0009, after 0008. No tables change; the old rules index by expert alone is replaced by the composite.
+Revision 0009, after 0007 (the head on main: 0006, 0008, 0007). No tables change; the old rules index by expert
+alone is replaced by the composite.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
