@@ -128,8 +128,9 @@ def _covering(zone_names: Iterable[str], at_ms: int) -> list[tuple[int, Any]]:
     stored rule's window on that day covers `at_ms`. Zones this machine does not know are left out: their
     experts are unavailable (and logged).
 
-    Stored times are "HH:MM" (`slots.format_minute`), so they compare as text in the order of the minutes they
-    name, with no conversion per row; an end at or before the start is on the next day, "00:00" is midnight."""
+    Stored times are "HH:MM" (`slots.format_minute`): strings of one shape, digits in the same places, which any
+    collation orders as the minutes they name, so they compare as text with no conversion per row. An end at or
+    before the start is on the next day, "00:00" is midnight."""
     r, e = availability_rules, experts
     found: list[tuple[int, Any]] = []
     for name in sorted(set(zone_names)):
