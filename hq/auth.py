@@ -28,6 +28,10 @@ SESSION_COOKIE = "hq_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The largest multipart body read whole to find its csrf_token field; a larger upload (a DICOM file, a CSV import)
+# or one of unknown length must send the X-CSRF-Token header, so the check never holds a file in memory and the
+# handler still gets the body to stream.
+CSRF_FORM_MAX_BYTES = 1024**2
 _ACTOR_KEY: web.RequestKey[Actor | None] = web.RequestKey("actor")
 
 routes = web.RouteTableDef()
@@ -140,13 +144,21 @@ async def _check_csrf(request: web.Request, actor: Actor) -> None:
     if origin is not None and origin != "null" and urlsplit(origin).netloc != request.host:
         raise forbidden(request, f"request from another origin ({origin})")
     sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.content_type == "multipart/form-data" and not _small(request):
+        raise forbidden(request, f"missing CSRF token: an upload larger than {CSRF_FORM_MAX_BYTES // 1024**2} MiB "
+                                 f"(or of unknown length) must send the {CSRF_HEADER} header of this session")
     if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await request.post()  # a small body: urlencoded ones are bounded by aiohttp's client_max_size
         field = form.get(CSRF_FIELD)
         sent = field if isinstance(field, str) else None
     if not sent or actor.csrf_token is None or not hmac.compare_digest(sent, actor.csrf_token):
         raise forbidden(request, f"missing or wrong CSRF token (send the {CSRF_HEADER} header or the "
                                  f"{CSRF_FIELD} form field of this session)")
+
+
+def _small(request: web.Request) -> bool:
+    length = request.content_length
+    return length is not None and length <= CSRF_FORM_MAX_BYTES
 
 
 OPERATIONS = (Role.COORDINATOR, Role.DEPARTMENT_HEAD, Role.CLINIC_STAFF)  # fleet and vitals (admin implied)

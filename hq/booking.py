@@ -478,16 +478,34 @@ def cancel(conn: sa.Connection, actor: Actor, appointment_id: int, *, now: int, 
     row = visible(conn, actor, appointment_id)
     _may_change(actor, row, expert_too=True)
     text = _clean_reason(reason)
+    change = _cancel(conn, actor, row, now=now, text=text)
+    _cancel_consultation(conn, row["consultation_id"], text, now)
+    return change
+
+
+def cancel_booking_of(conn: sa.Connection, actor: Actor, consultation_id: int, *, now: int,
+                      reason: str | None) -> Change | None:
+    """Cancel the booked or pending appointment of a scheduled consultation, for
+    `hq.consultations.cancel_scheduled` (which checked who may, and cancels the consultation itself): the time
+    is free again, the clinic's gateway is told. None when the consultation holds no appointment."""
     a = appointments
-    done = conn.execute(a.update().where(a.c.id == appointment_id, a.c.status.in_(scheduling.ACTIVE_STATUSES))
+    found = conn.execute(sa.select(a.c.id).where(a.c.consultation_id == consultation_id,
+                                                 a.c.status.in_(scheduling.ACTIVE_STATUSES))).scalar()
+    if found is None:
+        return None
+    return _cancel(conn, actor, appointment_row(conn, int(found)), now=now, text=_clean_reason(reason))
+
+
+def _cancel(conn: sa.Connection, actor: Actor, row: dict[str, Any], *, now: int, text: str | None) -> Change:
+    a = appointments
+    done = conn.execute(a.update().where(a.c.id == row["id"], a.c.status.in_(scheduling.ACTIVE_STATUSES))
                         .values(status="cancelled", cancelled_by_user_id=actor.user_id, cancelled_ms=now,
                                 cancel_reason=text, updated_ms=now)).rowcount
     if not done:
-        raise WrongState(f"appointment {appointment_id} is {row['status']}: nothing to cancel")
-    _release(conn, appointment_id)
-    _cancel_consultation(conn, row["consultation_id"], text, now)
-    change = Change(appointment_row(conn, appointment_id))
-    audit.record(conn, actor, "appointment.cancel", "appointment", appointment_id, clinic_id=row["clinic_id"],
+        raise WrongState(f"appointment {row['id']} is {row['status']}: nothing to cancel")
+    _release(conn, row["id"])
+    change = Change(appointment_row(conn, row["id"]))
+    audit.record(conn, actor, "appointment.cancel", "appointment", row["id"], clinic_id=row["clinic_id"],
                  detail={"reason": text, "was": row["status"]})
     _notify(conn, change, aw.NOTICE_CANCELLED, note=text)
     return change

@@ -468,17 +468,55 @@ def close(conn: sa.Connection, row: Mapping[str, Any], *, actor: Actor, effects:
 
 def cancel(conn: sa.Connection, row: Mapping[str, Any], reason: str | None, *, actor: Actor,
            config: ConsultationsSection, effects: Effects, now: int) -> dict[str, Any]:
+    """Withdraw a consultation that is not done (its clinic's staff or chain-wide staff): open offers withdrawn,
+    audited, the clinic's gateway and the consoles watching told. A scheduled one is `cancel_scheduled`."""
     _require_clinic_side(actor, row)
+    if row["status"] == Status.SCHEDULED:
+        return cancel_scheduled(conn, row, reason, actor=actor, config=config, effects=effects, now=now)
     if row["status"] in (*FINISHED, Status.REPORTED):
         raise ConsultationError(f"status: a {row['status']} consultation cannot be cancelled")
-    why = (reason or "").strip()[:500] or "no reason given"
+    why = _cancel_reason(reason)
+    new = _withdraw(conn, row, why, actor=actor, config=config, effects=effects, now=now, detail={"reason": why})
+    dispatching.notify_clinic(conn, new, cw.NOTICE_WITHDRAWN, {"reason": why}, effects)
+    return new
+
+
+def cancel_scheduled(conn: sa.Connection, row: Mapping[str, Any], reason: str | None, *, actor: Actor,
+                     config: ConsultationsSection, effects: Effects, now: int) -> dict[str, Any]:
+    """Cancel a routine consultation booked in an expert's slot, in the caller's transaction: its appointment
+    is cancelled and its slot claims deleted (`hq.booking`: the time is free again, the clinic's gateway gets the
+    appointment's cancellation, which is how it knows booked consultations), then as `cancel`: any offers
+    withdrawn, audited, the consoles watching told."""
+    from hq import booking  # here, not at the top: a booking creates its consultation, so booking imports us
+
+    _require_clinic_side(actor, row)
+    if row["status"] != Status.SCHEDULED:
+        raise ConsultationError(f"status: only a scheduled consultation is cancelled with its booking, not a "
+                                f"{row['status']} one")
+    why = _cancel_reason(reason)
+    change = booking.cancel_booking_of(conn, actor, row["id"], now=now, reason=why)
+    if change is not None:
+        for message, user_ids, roles, clinic_id in change.live:
+            effects.notify(message, user_ids=user_ids, roles=roles, clinic_id=clinic_id)
+        effects.downlink_queued = effects.downlink_queued or bool(change.notices)
+    return _withdraw(conn, row, why, actor=actor, config=config, effects=effects, now=now, detail={
+        "reason": why, "appointment_id": None if change is None else change.appointment["id"]})
+
+
+def _cancel_reason(reason: str | None) -> str:
+    return (reason or "").strip()[:500] or "no reason given"
+
+
+def _withdraw(conn: sa.Connection, row: Mapping[str, Any], why: str, *, actor: Actor, config: ConsultationsSection,
+              effects: Effects, now: int, detail: dict[str, Any]) -> dict[str, Any]:
+    """What every cancel does: pending offers withdrawn (their experts told), the row cancelled, the audit entry,
+    the consoles watching told. Returns the new row."""
     row = dispatching.cancel(conn, row, config, effects, now, actor)
     conn.execute(consultations.update().where(consultations.c.id == row["id"]).values(
         status=str(Status.CANCELLED), cancelled_ms=now, cancel_reason=why, next_escalation_ms=None))
     audit.record(conn, actor, "consultation.cancel", "consultation", row["public_id"], clinic_id=row["clinic_id"],
-                 detail={"reason": why})
+                 detail=detail)
     new = _reload(conn, row["id"])
-    dispatching.notify_clinic(conn, new, cw.NOTICE_WITHDRAWN, {"reason": why}, effects)
     dispatching.notify_watchers(conn, new, effects, now)
     return new
 

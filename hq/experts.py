@@ -422,3 +422,17 @@ def candidates(conn: sa.Connection, request: MatchRequest, *, now_ms: int,
                                _languages(languages), expert_id in available, taken, cap_today, median, name, True,
                                expires_today if ends_today else None))
     return found
+
+
+# One probe of the time-zone index per distinct zone (a loose index scan: a directory has thousands of experts in
+# a handful of zones), where SELECT DISTINCT would read every expert.
+_TIME_ZONES = sa.text(
+    "WITH RECURSIVE z(name) AS ("
+    " SELECT min(time_zone) FROM experts"
+    " UNION ALL SELECT (SELECT min(time_zone) FROM experts WHERE time_zone > z.name) FROM z WHERE z.name IS NOT NULL"
+    ") SELECT name FROM z WHERE name IS NOT NULL")
+
+
+def time_zones(conn: sa.Connection) -> list[str]:
+    """The time zones the directory's experts (active or not) are in, as stored, sorted."""
+    return [str(name) for name in conn.execute(_TIME_ZONES).scalars()]

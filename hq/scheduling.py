@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from hq import audit, slots
+from hq import audit, id_sets, slots
 from hq import departments as department_names
+from hq import experts as expert_directory
 from hq.auth import Actor, Role
 from hq.models import (
     appointments,
@@ -106,49 +108,78 @@ def calendars(conn: sa.Connection, expert_ids: Iterable[int], from_ms: int, to_m
     return found
 
 
-def _today_and_yesterday(zone_name: str, at_ms: int) -> tuple[int, ...]:
-    try:
-        today = slots.local_date(at_ms, slots.zone(zone_name)).weekday()
-    except slots.RuleError:
-        return ()
-    return today, (today - 1) % 7
+def minute_at(day: date, at_ms: int, tz: ZoneInfo) -> int:
+    """The last minute after `day`'s local midnight (it may pass 1440: the next day) whose instant
+    (`hq.slots.local_ms`) is not after `at_ms`. `local_ms` never decreases as the minute grows, so a window of
+    `day` from minute s to minute e covers `at_ms` exactly when s <= minute_at(...) < e: DST gaps and repeated
+    hours included, the way `hq.slots.windows` reads them."""
+    lo, hi = -1, 3 * slots.DAY_MINUTES  # local_ms(day, lo) <= at_ms < local_ms(day, hi) for today and yesterday
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if slots.local_ms(day, mid, tz) <= at_ms:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _covering(zone_names: Iterable[str], at_ms: int) -> list[tuple[int, Any]]:
+    """Per zone and local day (yesterday, for a night shift; today), the weekday and the SQL condition that a
+    stored rule's window on that day covers `at_ms`. Zones this machine does not know are left out: their
+    experts are unavailable (and logged).
+
+    Stored times are "HH:MM" (`slots.format_minute`): strings of one shape, digits in the same places, which any
+    collation orders as the minutes they name, so they compare as text with no conversion per row. An end at or
+    before the start is on the next day, "00:00" is midnight."""
+    r, e = availability_rules, experts
+    found: list[tuple[int, Any]] = []
+    for name in sorted(set(zone_names)):
+        try:
+            tz = slots.zone(name)
+        except slots.RuleError as exc:
+            log.warning("experts in time zone %r are treated as unavailable: %s", name, exc)
+            continue
+        today = slots.local_date(at_ms, tz)
+        for day in (today - timedelta(days=1), today):
+            minute = minute_at(day, at_ms, tz)
+            if 0 <= minute < slots.DAY_MINUTES:  # inside the day: started by now, not ended yet (or ends tomorrow)
+                now = slots.format_minute(minute)
+                inside = sa.and_(r.c.start_time <= now, sa.or_(r.c.end_time <= r.c.start_time, r.c.end_time > now))
+            elif slots.DAY_MINUTES <= minute < 2 * slots.DAY_MINUTES:  # the next day: a night shift not over yet
+                inside = sa.and_(r.c.end_time <= r.c.start_time,
+                                 r.c.end_time > slots.format_minute(minute - slots.DAY_MINUTES))
+            else:
+                continue
+            found.append((day.weekday(), sa.and_(
+                e.c.time_zone == name, r.c.weekday == day.weekday(), inside,
+                sa.or_(r.c.valid_from.is_(None), r.c.valid_from <= day),
+                sa.or_(r.c.valid_until.is_(None), r.c.valid_until >= day))))
+    return found
 
 
 def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) -> set[int]:
     """The experts who at `at_ms` are inside a published availability window, not on leave or clinic duty
-    and not in a booked appointment (for matching emergencies: who can take a call now)."""
-    ids = sorted(set(expert_ids))
+    and not in a booked appointment (for matching emergencies: who can take a call now).
+
+    Set-based, for the thousands of candidates of an emergency: one query matches the experts' rules of the
+    weekdays that can matter against the windows covering `at_ms` in each of the directory's time zones, and
+    drops those away; the ids go in as one parameter (`hq.id_sets`)."""
+    ids = list(expert_ids)
     if not ids:
         return set()
-    x, a = availability_exceptions, appointments
-    zones = _zones(conn, ids)
-    # Only rules of a weekday that is today or yesterday somewhere in the experts' zones can cover `at_ms`.
-    weekdays = {d for name, _ in set(zones.values()) for d in _today_and_yesterday(name, at_ms)}
-    rules: dict[int, list[Any]] = {}
-    away: set[int] = set()
-    for chunk in _chunks(ids):
-        _rules(conn, chunk, rules, weekdays)
-        away.update(int(e) for e in conn.execute(sa.select(x.c.expert_id).where(
-            x.c.expert_id.in_(chunk), x.c.starts_ms <= at_ms, x.c.ends_ms > at_ms)).scalars())
-        away.update(int(e) for e in conn.execute(sa.select(a.c.expert_id).where(
-            a.c.expert_id.in_(chunk), a.c.status == "booked", a.c.start_ms <= at_ms, a.c.end_ms > at_ms)).scalars())
-    available: set[int] = set()
-    answers: dict[tuple[str, tuple[slots.WeeklyRule, ...]], bool] = {}  # experts often share a zone and hours
-    for expert_id, expert_rules in rules.items():
-        if expert_id in away or expert_id not in zones:
-            continue
-        key = (zones[expert_id][0], rules_from_rows(expert_rules))
-        if key not in answers:
-            try:
-                tz = slots.zone(key[0])
-            except slots.RuleError as exc:
-                log.warning("expert %d has no usable time zone, treated as unavailable: %s", expert_id, exc)
-                answers[key] = False
-                continue
-            answers[key] = slots.available_at(slots.Calendar(expert_id, tz, key[1]), at_ms)
-        if answers[key]:
-            available.add(expert_id)
-    return available
+    covering = _covering(expert_directory.time_zones(conn), at_ms)
+    if not covering:
+        return set()
+    e, r, x, a = experts, availability_rules, availability_exceptions, appointments
+    weekdays = sorted({weekday for weekday, _ in covering})
+    in_window = sa.exists().where(r.c.expert_id == e.c.id, r.c.weekday.in_(weekdays),
+                                  sa.or_(*(c for _, c in covering)))
+    on_leave = sa.exists().where(x.c.expert_id == e.c.id, x.c.ends_ms > at_ms, x.c.starts_ms <= at_ms)
+    in_appointment = sa.exists().where(a.c.expert_id == e.c.id, a.c.end_ms > at_ms, a.c.start_ms <= at_ms,
+                                       a.c.status == "booked")
+    # In this order: the database looks up leave and bookings only for the experts inside a window.
+    return set(conn.execute(sa.select(e.c.id).where(id_sets.among(conn.dialect, e.c.id, ids), in_window, ~on_leave,
+                                                    ~in_appointment)).scalars().all())
 
 
 # ---- publishing availability ------------------------------------------------------------------

@@ -90,6 +90,7 @@ def call_page_html(public_id: str, summary: Mapping[str, Any], recordings: Seque
         f"<h2>Alerts</h2><ul id=\"call-alerts\">{''.join(alert_item(a) for a in summary.get('alerts', []))}</ul>"
         f"<h2>Recordings</h2><ul id=\"recordings\">{''.join(recording_item(r) for r in recordings)}</ul>"
     )
-    return page(f"Call {public_id}", body, actor=actor, scripts=("/static/console.js", "/static/call.js"),
+    return page(f"Call {public_id}", body, actor=actor,
+                scripts=("/static/live_socket.js", "/static/console.js", "/static/call.js"),
                 page_data={"view": "call", "consultation": public_id, "slots": list(slots),
                            "ws": f"/consultations/{public_id}/call/ws"})

@@ -15,7 +15,7 @@ from hq.console import html
 from hq.console.html import e
 from hq.consultations import STAGES
 
-SCRIPTS = ("/static/consultations.js",)
+SCRIPTS = ("/static/live_socket.js", "/static/consultations.js")
 AT_CLINIC = " \u00b7 at the clinic"
 DASH = "\u2014"
 STATUS_LABELS = {"scheduled": "scheduled", "requested": "waiting for an expert", "dispatching": "offered",

@@ -489,7 +489,8 @@ OPENAPI_PATHS: dict[str, Any] = {
         "The clinic records whether the advice was adopted", _SUMMARY,
         {"type": "object", "required": ["adopted"], "properties": {"adopted": {"type": "boolean"}, "note": _TEXT}})},
     "/api/v1/consultations/{public_id}/cancel": {"post": _op(
-        "Withdraw the consultation (open offers are withdrawn, the clinic is told)", _SUMMARY,
+        "Withdraw the consultation (open offers are withdrawn, the clinic is told; a scheduled one's appointment is "
+        "cancelled and its booked time freed)", _SUMMARY,
         {"type": "object", "properties": {"reason": _TEXT}})},
     "/api/v1/consultations/{public_id}/close": {"post": _op("Close a reported consultation", _SUMMARY)},
 }

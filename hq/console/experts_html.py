@@ -225,7 +225,7 @@ def import_page(actor: Actor, report: Mapping[str, Any] | None = None, error: st
     encodings = "".join(f"<option value=\"{e(k)}\">{e(v)}</option>" for k, v in ENCODINGS.items())
     form = (
         f"<form method=\"post\" action=\"/experts/import\" enctype=\"multipart/form-data\" class=\"inline\" "
-        f"id=\"import-form\">{_csrf(actor)}"
+        f"id=\"import-form\" data-upload>{_csrf(actor)}"
         "<label>CSV file <input type=\"file\" name=\"file\" accept=\".csv,text/csv\" required></label>"
         f"<label>Encoding <select name=\"encoding\">{encodings}</select></label>"
         "<label class=\"check\"><input type=\"checkbox\" name=\"dry_run\" value=\"1\"> check only</label>"
@@ -241,7 +241,7 @@ def import_page(actor: Actor, report: Mapping[str, Any] | None = None, error: st
             "<h2>Columns</h2><table class=\"list\" id=\"columns\"><thead><tr><th>Column</th><th>Required</th>"
             f"<th>Meaning</th><th>Also accepted</th></tr></thead><tbody>{reference}</tbody></table>")
     return html.page("Import experts", body, page_data={"view": "expert-import"}, actor=actor, current="/experts",
-                     scripts=())
+                     scripts=("/static/upload_form.js",))
 
 
 def _import_result(report: Mapping[str, Any]) -> str:

@@ -116,7 +116,7 @@ def nav(actor: Any, current: str = "") -> str:
 
 
 def page(title: str, body: str, *, page_data: Mapping[str, Any], actor: Any = None, current: str = "",
-         scripts: Sequence[str] = ("/static/console.js",)) -> str:
+         scripts: Sequence[str] = ("/static/live_socket.js", "/static/console.js")) -> str:
     """The common layout. `actor` (an hq.auth.Actor) adds the navigation, the user and the CSRF token that
     scripts send with unsafe requests; `scripts` are the page's own scripts (static files only: the CSP
     allows no inline script)."""

@@ -16,7 +16,7 @@ from hq.console.html import e, format_value, metric_label, unit_label
 SEX_LABELS = {"female": "female", "male": "male", "other": "other", "unknown": "unknown"}
 DOT = " \u00b7 "
 DASH = "\u2014"
-SCRIPTS = ("/static/console.js", "/static/records.js")
+SCRIPTS = ("/static/live_socket.js", "/static/console.js", "/static/records.js")
 
 
 def _csrf(actor: Any) -> str:

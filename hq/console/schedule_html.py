@@ -16,7 +16,7 @@ from hq.clock import iso_from_ms
 from hq.console import html
 from hq.console.html import e
 
-SCRIPTS = ("/static/schedule.js",)
+SCRIPTS = ("/static/live_socket.js", "/static/schedule.js")
 STATUS_LABELS = {"booked": "Booked", "pending_approval": "Waiting for a department head", "rejected": "Not approved",
                  "cancelled": "Cancelled"}
 KIND_LABELS = {"leave": "Leave", "clinic_duty": "Clinic duty"}

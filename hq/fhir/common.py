@@ -16,6 +16,7 @@ FHIR_VERSION = "4.0.1"
 SYSTEM_NATIONAL_ID = "urn:clinic-edge:national-id"
 SYSTEM_MRN_PREFIX = "urn:clinic-edge:clinic:"  # + clinic id + ":mrn"
 SYSTEM_HQ_ID = "urn:clinic-edge:hq"
+SYSTEM_DEPARTMENT = "urn:clinic-edge:department"  # HQ's department taxonomy, code = departments.code
 
 
 def mrn_system(clinic_id: str) -> str:

@@ -27,7 +27,6 @@ routes = web.RouteTableDef()
 
 SYSTEM_EXPERT = f"{common.SYSTEM_HQ_ID}:expert"
 SYSTEM_EXPERT_REF = "urn:clinic-edge:expert-ref"  # the hospital's staff or licence number
-SYSTEM_DEPARTMENT = "urn:clinic-edge:department"  # HQ's department taxonomy, code = departments.code
 SYSTEM_LANGUAGE = "urn:ietf:bcp:47"
 MAX_RESULTS = 500
 PRACTITIONER_PARAMS = ("_id", "name", "identifier", "active", "_count")
@@ -77,7 +76,7 @@ def role_resource(expert: Mapping[str, Any]) -> dict[str, Any]:
         "active": bool(expert["active"]),
         "practitioner": {**common.reference("Practitioner", expert["id"]), "display": expert["name"]},
         # The department first (coded in HQ's taxonomy), then the expert's skills and diseases as text.
-        "specialty": [{"coding": [{"system": SYSTEM_DEPARTMENT, "code": department["code"],
+        "specialty": [{"coding": [{"system": common.SYSTEM_DEPARTMENT, "code": department["code"],
                                    "display": department["name"]}], "text": department["name"]}]
         + [{"text": tag} for tag in expert["tags"]],
     }
@@ -206,8 +205,8 @@ async def search_roles(request: web.Request) -> web.Response:
             conditions.append(experts.c.id == _reference_id(params["practitioner"], "Practitioner", "practitioner"))
         if specialty := params.get("specialty", "").strip():
             system, _, code = specialty.rpartition("|")
-            if system not in ("", SYSTEM_DEPARTMENT):
-                raise SearchError(f"specialty {specialty!r}: expected {SYSTEM_DEPARTMENT}|CODE or CODE")
+            if system not in ("", common.SYSTEM_DEPARTMENT):
+                raise SearchError(f"specialty {specialty!r}: expected {common.SYSTEM_DEPARTMENT}|CODE or CODE")
             conditions.append(departments.c.code == code)
         if (active := _active(params)) is not None:
             conditions.append(experts.c.active.is_(active))
@@ -252,7 +251,8 @@ OPENAPI_PATHS: dict[str, Any] = {
         "description": _SCOPE,
         "parameters": [openapi.param("_id", "PractitionerRole id"),
                        openapi.param("practitioner", "Practitioner/ID"),
-                       openapi.param("specialty", f"A department code, or {SYSTEM_DEPARTMENT}|CODE"), _ACTIVE, _COUNT],
+                       openapi.param("specialty", f"A department code, or {common.SYSTEM_DEPARTMENT}|CODE"),
+                       _ACTIVE, _COUNT],
         "responses": {"200": _FHIR, "400": {"description": "OperationOutcome: a search parameter is not understood"},
                       "401": openapi.UNAUTHORIZED}}},
     "/api/v1/fhir/PractitionerRole/{expert_id}": {"get": {

@@ -28,7 +28,6 @@ from hq.models import appointments, departments, experts
 routes = web.RouteTableDef()
 
 ANYONE = (Role.COORDINATOR, Role.DEPARTMENT_HEAD, Role.EXPERT, Role.CLINIC_STAFF)
-SYSTEM_DEPARTMENT = "urn:clinic-edge:department"
 SYSTEM_CLINIC = "urn:clinic-edge:clinic"
 SYSTEM_APPOINTMENT = f"{common.SYSTEM_HQ_ID}:appointment"
 SYSTEM_CONSULTATION = "urn:clinic-edge:consultation"
@@ -62,7 +61,7 @@ def parse_slot_id(text: str) -> tuple[int, int, int] | None:
 
 
 def _specialty(department: Mapping[str, Any]) -> dict[str, Any]:
-    return {"coding": [{"system": SYSTEM_DEPARTMENT, "code": department["code"], "display": department["name"]}],
+    return {"coding": [{"system": common.SYSTEM_DEPARTMENT, "code": department["code"], "display": department["name"]}],
             "text": department["name"]}
 
 

@@ -57,6 +57,8 @@ consultations = sa.Table(
     sa.Index("ix_consultations_clinic_requested", "clinic_id", "requested_ms"),
     sa.Index("ix_consultations_patient_id", "patient_id"),
     sa.Index("ix_consultations_next_escalation_ms", "next_escalation_ms"),
+    sa.Index("ix_consultations_expert_accepted", "expert_id", "accepted_ms"),  # today's load
+    sa.Index("ix_consultations_requested_ms", "requested_ms"),
 )
 
 dispatch_offers = sa.Table(

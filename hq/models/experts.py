@@ -64,6 +64,7 @@ experts = sa.Table(
     sa.Column("reviewed_ms", Millis),  # a coordinator confirmed the profile is still right
     sa.UniqueConstraint("user_id"),
     sa.Index("ix_experts_department_id", "department_id"),
+    sa.Index("ix_experts_time_zone", "time_zone"),  # hq.experts.time_zones
 )
 
 expert_credentials = sa.Table(

@@ -23,7 +23,7 @@ availability_rules = sa.Table(
     sa.Column("valid_until", sa.Date),
     sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
     sa.CheckConstraint("slot_minutes > 0", name="slot_minutes"),
-    sa.Index("ix_availability_rules_expert_id", "expert_id"),
+    sa.Index("ix_availability_rules_expert_weekday", "expert_id", "weekday"),
 )
 
 availability_exceptions = sa.Table(
@@ -40,6 +40,7 @@ availability_exceptions = sa.Table(
     sa.CheckConstraint("ends_ms > starts_ms", name="span"),
     sa.CheckConstraint("kind IN ('leave', 'clinic_duty')", name="kind"),
     sa.Index("ix_availability_exceptions_expert_starts", "expert_id", "starts_ms"),
+    sa.Index("ix_availability_exceptions_expert_ends", "expert_id", "ends_ms"),  # what covers an instant
 )
 
 APPOINTMENT_STATUSES = ("booked", "pending_approval", "rejected", "cancelled")
@@ -73,6 +74,7 @@ appointments = sa.Table(
     sa.CheckConstraint("end_ms > start_ms", name="span"),
     sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in APPOINTMENT_STATUSES)})", name="status"),
     sa.Index("ix_appointments_expert_start", "expert_id", "start_ms"),
+    sa.Index("ix_appointments_expert_end", "expert_id", "end_ms"),  # what covers an instant
     sa.Index("ix_appointments_clinic_start", "clinic_id", "start_ms"),
     sa.Index("ix_appointments_status_start", "status", "start_ms"),
 )

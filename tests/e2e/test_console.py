@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 import paho.mqtt.client as paho
@@ -32,9 +33,24 @@ SPO2 = "MDC_PULS_OXIM_SAT_O2"
 
 @dataclass
 class Hq:
+    """HQ as a process, which a test may stop and start again (same port, database and log)."""
+
     url: str
-    proc: subprocess.Popen[bytes]
-    token: str  # the coordinator's API token; the browser logs in as the same user
+    config: Path
+    log: BinaryIO
+    token: str = ""  # the coordinator's API token; the browser logs in as the same user
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "hq", "serve", "--config", str(self.config)], cwd=REPO,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_http_ok(f"{self.url}/healthz", timeout_s=30)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            self.proc = None
 
 
 @pytest.fixture
@@ -44,17 +60,14 @@ def hq(broker: Mosquitto, tmp_path: Path) -> Iterator[Hq]:
     db_url = f"sqlite:///{tmp_path / 'hq.db'}"
     config.write_text(f'[database]\nurl = "{db_url}"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
                       f'[http]\nport = {port}\n[auth]\nsecure_cookies = false\n')
-    log = (tmp_path / "hq.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "hq", "serve", "--config", str(config)], cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout_s=30)
-        token = accounts.user_with_token(db_url, "coordinator", "coordinator")
-        yield Hq(f"http://127.0.0.1:{port}", proc, token)
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+    with (tmp_path / "hq.log").open("wb") as log:
+        server = Hq(f"http://127.0.0.1:{port}", config, log)
+        server.start()
+        try:
+            server.token = accounts.user_with_token(db_url, "coordinator", "coordinator")
+            yield server
+        finally:
+            server.stop()
 
 
 class Gateway:
@@ -160,3 +173,22 @@ def test_patient_page_tiles_and_trend_chart_update_live(page: Page, hq: Hq, gate
     expect(tile(page)).to_have_text("91")
     expect(chart).to_have_attribute("data-points", "3")
     assert chart.locator("polyline").count() == 1
+
+
+def test_the_console_reconnects_when_hq_comes_back(page: Page, hq: Hq, gateway: Gateway) -> None:
+    gateway.status()
+    gateway.reading(95)
+    wait_stored(hq, 1)
+    accounts.login(page, hq.url, "coordinator", next_path="/")
+    body = page.locator("body")
+    expect(body).to_have_attribute("data-live", "subscribed")
+    hq.stop()
+    expect(body).to_have_attribute("data-live", "reconnecting", timeout=10_000)
+    expect(page.locator("#live-state")).to_have_text("reconnecting")
+    hq.start()
+    # Retries back off to at most 10 s (plus jitter): the page is live again well within 30 s, by itself.
+    expect(body).to_have_attribute("data-live", "subscribed", timeout=30_000)
+    expect(page.locator("#live-state")).to_have_text("live")
+    gateway.reading(77)
+    expect(tile(page)).to_have_text("77")
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload happened

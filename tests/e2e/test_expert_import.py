@@ -31,8 +31,11 @@ def upload(page: Page, name: str, *, encoding: str = "utf-8") -> None:
     page.goto(page.url.split("/experts")[0] + "/experts/import")
     page.set_input_files("#import-form input[name=file]", str(DATA / name))
     page.select_option("#import-form select[name=encoding]", encoding)
-    with page.expect_navigation():
+    # Sent with fetch (the CSRF token in a header) and the answer put in the page's place: no navigation.
+    with page.expect_response(lambda r: r.url.endswith("/experts/import") and r.request.method == "POST") as sent:
         page.click("#import-form button[type=submit]")
+    assert sent.value.request.headers.get("x-csrf-token")
+    expect(page.locator("#import-result")).to_be_attached()
 
 
 def test_import_shows_every_problem_by_row_and_column_then_imports_a_gbk_file(page: Page, stack: Stack) -> None:

@@ -1,8 +1,12 @@
 """Rows scheduling tests need besides the directory's (`tests.support.directory`): experts with a console
 account in a given time zone, weekly availability rules, a clinic's gateway (so notices have somewhere to go),
-patients, staff and department-head accounts, and the `hq.auth.Actor` of an account as a request sees it."""
+patients, staff and department-head accounts, the `hq.auth.Actor` of an account as a request sees it, and
+instants from a zone's wall-clock time."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -19,6 +23,11 @@ def expert(conn: sa.Connection, username: str, department_id: int, *, name: str 
     display = name or f"Dr. {username.title()}"
     user_id = accounts.create_user(conn, username, "expert", display_name=display, password=password)
     return directory.add_expert(conn, display, department_id, time_zone=time_zone, user_id=user_id), user_id
+
+
+def at(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> int:
+    """The instant a clock in `tz` shows that date and time, in Unix ms."""
+    return int(datetime(y, mo, d, h, mi, tzinfo=tz).timestamp() * 1000)
 
 
 def patient(conn: sa.Connection, clinic_id: str, mrn: str, name: str = "Test Patient") -> int:

@@ -10,7 +10,7 @@
   const key = "call:" + page.consultation;
   let me = JSON.parse(store.getItem(key) || "null");  // {peer, token}
   let ws = null, pc = null, joined = null, local = null, pending = [], ended = false;
-  let wsDelay = 500, disconnectedTimer = null, dials = 0;
+  let disconnectedTimer = null, dials = 0;
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -33,17 +33,14 @@
 
   // ---- signalling --------------------------------------------------------------------------
   function connectSocket() {
-    ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + page.ws);
-    ws.onopen = function () {
-      wsDelay = 500;
-      ws.send(JSON.stringify(Object.assign({type: "join"}, me || {})));
-    };
-    ws.onmessage = function (ev) { onSignal(JSON.parse(ev.data)); };
-    ws.onclose = function () {
-      if (ended) return;
-      setTimeout(connectSocket, wsDelay + Math.random() * wsDelay);  // a dropped socket resumes, it does not leave
-      wsDelay = Math.min(wsDelay * 2, 10000);
-    };
+    window.hqLive.reconnecting(page.ws, {
+      open: function (socket) {
+        ws = socket;
+        ws.send(JSON.stringify(Object.assign({type: "join"}, me || {})));
+      },
+      message: onSignal,
+      again: function () { return !ended; },  // a dropped socket resumes, it does not leave
+    });
   }
 
   function onSignal(msg) {

@@ -226,16 +226,8 @@
   }
 
   // ---- the live connection -----------------------------------------------------------------
-  function setLive(state) {
-    document.body.dataset.live = state;
-    const badge = document.getElementById("live-state");
-    if (badge) badge.textContent = state === "subscribed" ? "live" : state;
-  }
-
   function onMessage(msg) {
-    if (msg.type === "subscribed") {
-      setLive("subscribed");
-    } else if (msg.type === "gateway") {
+    if (msg.type === "gateway") {
       updateGateway(msg.gateway);
     } else if (msg.type === "observations") {
       const byMetric = new Map();
@@ -259,27 +251,13 @@
     }
   }
 
-  let delay = 500;
-  function connect() {
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-    ws.onopen = function () {
-      delay = 500;
-      setLive("connected");
-      const keys = patientKeys.filter(function (k) { return k.clinic_id !== null; });
-      const spec = page.view !== "patient" ? {} :
-        keys.length ? {patients: keys} : {patient_id: page.patient_id};
-      ws.send(JSON.stringify({subscribe: spec}));
-    };
-    ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
-    ws.onclose = function () {
-      setLive("reconnecting");
-      setTimeout(connect, delay + Math.random() * delay);
-      delay = Math.min(delay * 2, 10000);
-    };
+  function subscription() {
+    const keys = patientKeys.filter(function (k) { return k.clinic_id !== null; });
+    return page.view !== "patient" ? {} : keys.length ? {patients: keys} : {patient_id: page.patient_id};
   }
 
   if (page.view === "patient") {
     document.querySelectorAll("svg.chart").forEach(function (svg) { loadSeries(svg.dataset.metric); });
   }
-  connect();
+  window.hqLive.connect(subscription, onMessage);
 })();

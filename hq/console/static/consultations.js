@@ -221,14 +221,8 @@
   });
 
   // ---- live ---------------------------------------------------------------------------------------
-  function setLive(state) {
-    document.body.dataset.live = state;
-    const badge = document.getElementById("live-state");
-    if (badge) badge.textContent = state === "subscribed" ? "live" : state;
-  }
   function onMessage(msg) {
     if (msg.type === "subscribed") {
-      setLive("subscribed");
       // Offers made while the socket was (re)connecting.
       if (document.getElementById("offers")) api("GET", "/api/v1/offers").then(function (doc) {
         doc.offers.forEach(function (o) { if (!byPid(".offer", o.consultation.public_id)) showOffer(o); });
@@ -248,19 +242,8 @@
       updateRow(msg.consultation);
     }
   }
-  let delay = 500;
-  function connect() {
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-    ws.onopen = function () { delay = 500; setLive("connected"); ws.send(JSON.stringify({subscribe: {kinds: ["event"]}})); };
-    ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
-    ws.onclose = function () {
-      setLive("reconnecting");
-      setTimeout(connect, delay + Math.random() * delay);
-      delay = Math.min(delay * 2, 10000);
-    };
-  }
 
   updateNoOffers();
   if (page.view === "consultation") bindSession();
-  connect();
+  window.hqLive.connect(function () { return {kinds: ["event"]}; }, onMessage);
 })();

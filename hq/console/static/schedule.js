@@ -68,30 +68,6 @@
     }
   }
 
-  function setLive(state) {
-    document.body.dataset.live = state;
-    const badge = document.getElementById("live-state");
-    if (badge) badge.textContent = state === "subscribed" ? "live" : state;
-  }
-
-  let delay = 500;
-  function connect() {
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-    ws.onopen = function () {
-      delay = 500;
-      setLive("connected");
-      ws.send(JSON.stringify({subscribe: {kinds: []}}));  // no vitals here: appointment news only
-    };
-    ws.onmessage = function (ev) {
-      const msg = JSON.parse(ev.data);
-      if (msg.type === "subscribed") setLive("subscribed");
-      else if (msg.type === "appointment") apply(msg);
-    };
-    ws.onclose = function () {
-      setLive("reconnecting");
-      setTimeout(connect, delay + Math.random() * delay);
-      delay = Math.min(delay * 2, 10000);
-    };
-  }
-  connect();
+  window.hqLive.connect(function () { return {kinds: []}; },  // no vitals here: appointment news only
+                        function (msg) { if (msg.type === "appointment") apply(msg); });
 })();

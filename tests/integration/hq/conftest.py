@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import pytest
+import sqlalchemy as sa
 from aiohttp import web
 
 from gateway import tomlconfig, wire
 from gateway.mqttlink import LinkSettings, Message, MqttLink
+from hq import db
 from hq.app import create_app
 from hq.config import HqConfig
 from tests.support import accounts
@@ -126,3 +129,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    """An engine on a freshly migrated database (SQLite and PostgreSQL)."""
+    e = db.create_engine_for(db_url)
+    db.upgrade_schema(e)
+    yield e
+    e.dispose()

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from hq import db
 from hq.models import audit_log
 from tests.integration.hq.conftest import FakeGateway, RunningHq, eventually, hq_config, running_hq
-from tests.support import accounts
+from tests.integration.hq.records_support import add_clinics
+from tests.support import accounts, dicom_files
 from tests.support.mosquitto import Mosquitto
 
 REPO = Path(__file__).resolve().parents[3]
@@ -186,3 +187,61 @@ def test_cli_creates_users_and_tokens_and_verify_names_a_tampered_entry(tmp_path
     conn.close()
     broken = run_hq_cli(config, "audit", "verify")
     assert broken.returncode == 1 and "broken at entry 1" in broken.stdout and "edited" in broken.stdout
+
+
+async def test_a_large_upload_is_checked_by_the_csrf_header_without_reading_its_body(
+        broker: Mosquitto, sqlite_url: str, tmp_path: Path) -> None:
+    records = f'[records]\nattachments_dir = "{tmp_path / "attachments"}"\nmax_upload_bytes = {64 * 1024**2}\n'
+    async with running_hq(hq_config(broker, sqlite_url, records)) as hq:
+        await asyncio.to_thread(accounts.add_user, sqlite_url, "alice", "admin")
+        await asyncio.to_thread(add_clinics, sqlite_url, "clinic-a")
+        patient = (await hq.send_json("POST", "/api/v1/patients", {"clinic_id": "clinic-a", "mrn": "A-1",
+                                                                   "name": "Imaged"}, status=201))["patient"]
+        url = f"{hq.url}/api/v1/patients/{patient['patient_id']}/imaging"
+        big = dicom_files.ct_slice(pixels=1664)  # 5.3 MiB
+        assert len(big) > 5 * 1024**2
+
+        def form(csrf_field: str | None = None) -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            if csrf_field is not None:
+                data.add_field("csrf_token", csrf_field)
+            data.add_field("file", big, filename="big.dcm", content_type="application/dicom")
+            return data
+
+        session, _ = await browser_session(hq, "alice")
+        async with session:
+            me = await (await session.get(hq.url + "/api/v1/me")).json()
+            refused = await session.post(url, data=form())
+            assert refused.status == 403 and "X-CSRF-Token" in (await refused.json())["error"]
+            in_field = await session.post(url, data=form(me["csrf_token"]))  # the field of a large body is not read
+            assert in_field.status == 403 and "larger than 1 MiB" in (await in_field.json())["error"]
+            filed = await session.post(url, data=form(), headers={"X-CSRF-Token": me["csrf_token"]})
+            assert filed.status == 201, await filed.text()
+            assert (await filed.json())["size_bytes"] == len(big)
+            # A small form still proves itself with its field: the console's CSV import without script.
+            csv = aiohttp.FormData()
+            csv.add_field("csrf_token", me["csrf_token"])
+            rows = b"ref,name,department,time_zone,languages\nR-1,Dr. Small,Cardiology,Asia/Shanghai,zh\n"
+            csv.add_field("file", rows, filename="x.csv", content_type="text/csv")
+            small = await session.post(hq.url + "/experts/import", data=csv)
+            assert small.status == 200, await small.text()
+            cookie = session.cookie_jar.filter_cookies(hq.url)["hq_session"].value
+
+        # The refusal comes before the body: HQ answers while most of the 5 MiB has not even been sent.
+        boundary = "csrf-test-boundary"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{me['csrf_token']}\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.dcm\"\r\n"
+                "Content-Type: application/dicom\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        host, port = hq.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write((f"POST /api/v1/patients/{patient['patient_id']}/imaging HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                          f"Cookie: hq_session={cookie}\r\n"
+                          f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                          f"Content-Length: {len(head) + len(big) + len(tail)}\r\n\r\n").encode() + head + big[:65536])
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 10)
+        finally:
+            writer.close()
+        assert status_line.startswith(b"HTTP/1.1 403"), status_line

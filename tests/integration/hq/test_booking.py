@@ -16,7 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from hq import audit, booking, db, scheduling
+from hq import consultations as consult
+from hq.after_commit import AfterCommit
 from hq.booking import BookingError, NotAllowed, NotFound, SlotTaken, WrongState
+from hq.config import ConsultationsSection
 from hq.models import appointments, audit_log, availability_exceptions, consultations, downlink_messages, slot_claims
 from tests.support import directory, schedule_rows
 
@@ -293,6 +296,41 @@ def test_cancelling_frees_the_time_and_tells_the_clinic(world: World) -> None:
         world.run(booking.cancel, world.actor("nurse-a"), first["id"], now=NOW)
     again = book(world, "nurse-b").appointment  # the same slot, free again
     assert again["clinic_id"] == "clinic-b"
+
+
+def test_cancelling_a_scheduled_consultation_frees_its_booked_time(world: World) -> None:
+    first = book(world, mrn="MRN-7").appointment
+    row = world.rows(sa.select(consultations))[0]
+    config = ConsultationsSection()
+    with pytest.raises(consult.NotAllowed):  # the expert cancels the appointment on the schedule page, not here
+        world.run(consult.cancel_scheduled, row, "no", actor=world.actor("wang"), config=config,
+                  effects=AfterCommit(), now=NOW)
+    effects = AfterCommit()
+    new = world.run(consult.cancel, row, "  Patient transferred  ", actor=world.actor("nurse-a"), config=config,
+                    effects=effects, now=NOW + MIN)  # `cancel` hands a scheduled one to cancel_scheduled
+    assert (new["status"], new["cancel_reason"], new["cancelled_ms"]) == ("cancelled", "Patient transferred", NOW + MIN)
+    [appointment] = world.rows(sa.select(appointments))
+    assert (appointment["status"], appointment["cancel_reason"], appointment["cancelled_ms"]) == (
+        "cancelled", "Patient transferred", NOW + MIN)
+    assert claims(world) == []
+    # The clinic learns it as its booked consultations: by the appointment's notice (no consultation notice,
+    # which its gateway would show as a new consultation it never asked for).
+    assert [k for k, _ in notices(world)] == ["appointment.confirmed", "appointment.cancelled"]
+    assert effects.downlink_queued
+    assert {n.message["type"] for n in effects.notices} == {"appointment", "consultation.update"}
+    entries = world.rows(sa.select(audit_log.c.action, audit_log.c.target_id, audit_log.c.detail)
+                         .where(audit_log.c.action.in_(("appointment.cancel", "consultation.cancel"))))
+    assert [(e["action"], e["target_id"]) for e in entries] == [
+        ("appointment.cancel", str(first["id"])), ("consultation.cancel", row["public_id"])]
+    assert entries[1]["detail"] == {"reason": "Patient transferred", "appointment_id": first["id"]}
+    cancelled = world.rows(sa.select(consultations))[0]
+    with pytest.raises(consult.ConsultationError, match="only a scheduled consultation"):
+        world.run(consult.cancel_scheduled, cancelled, None, actor=world.actor("nurse-a"), config=config,
+                  effects=AfterCommit(), now=NOW)
+    with pytest.raises(consult.ConsultationError, match="cannot be cancelled"):
+        world.run(consult.cancel, cancelled, None, actor=world.actor("nurse-a"), config=config,
+                  effects=AfterCommit(), now=NOW)
+    assert book(world, "nurse-b").appointment["clinic_id"] == "clinic-b"  # the same slot, free again
 
 
 def test_rescheduling_moves_the_claims_or_leaves_the_booking_as_it_was(world: World) -> None:

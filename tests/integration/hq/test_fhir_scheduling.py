@@ -15,6 +15,7 @@ from fhir.resources.operationoutcome import OperationOutcome
 from fhir.resources.schedule import Schedule
 from fhir.resources.slot import Slot
 
+from hq.fhir import common
 from hq.fhir import scheduling as fhir
 from tests.integration.hq.conftest import hq_config, running_hq
 from tests.integration.hq.test_schedule_api import RULES, call, next_monday, seed
@@ -63,7 +64,7 @@ async def test_schedule_slots_and_appointments_are_valid_fhir_r4(broker: Mosquit
         schedule = await fhir_get(f"{base}/Schedule/{t['expert']}", t["nurse-a"])
         Schedule.parse_obj(schedule)
         assert schedule["actor"][0]["reference"] == f"Practitioner/{t['expert']}"
-        assert schedule["specialty"][0]["coding"][0] == {"system": fhir.SYSTEM_DEPARTMENT, "code": "cardiology",
+        assert schedule["specialty"][0]["coding"][0] == {"system": common.SYSTEM_DEPARTMENT, "code": "cardiology",
                                                          "display": "Cardiology"}
         assert "America/New_York: Monday 09:00-12:00, 30-minute slots" in schedule["comment"]
         found = entries(await fhir_get(f"{base}/Schedule?actor=Practitioner/{t['expert']}", t["nurse-a"]))

@@ -111,6 +111,15 @@ async def test_publish_propose_book_and_cancel_through_the_api(broker: Mosquitto
         rebooked = await call(hq, "POST", "/api/v1/appointments", t["coord"], {**booking, "clinic_id": "clinic-b",
                                                                               "mrn": None}, status=201)
         assert rebooked["clinic_id"] == "clinic-b"
+        # Cancelled from its consultation instead: the appointment goes with it and the slot is free again.
+        withdraw = f"/api/v1/consultations/{rebooked['consultation_id']}/cancel"
+        await call(hq, "POST", withdraw, t["nurse-a"], {"reason": "not ours"}, status=404)  # another clinic's
+        withdrawn = await call(hq, "POST", withdraw, t["coord"], {"reason": "Booked twice"})
+        assert withdrawn["status"] == "cancelled"
+        gone = await call(hq, "GET", f"/api/v1/appointments/{rebooked['appointment_id']}", t["coord"])
+        assert (gone["status"], gone["cancel_reason"]) == ("cancelled", "Booked twice")
+        await call(hq, "POST", withdraw, t["coord"], {}, status=400)  # nothing left to cancel
+        assert (await call(hq, "POST", "/api/v1/appointments", t["nurse-a"], booking, status=201))["status"] == "booked"
 
 
 async def test_extra_slots_and_exceptions_through_the_api(broker: Mosquitto, sqlite_url: str) -> None:

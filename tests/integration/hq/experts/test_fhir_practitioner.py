@@ -11,6 +11,7 @@ from fhir.resources.operationoutcome import OperationOutcome
 from fhir.resources.practitioner import Practitioner
 from fhir.resources.practitionerrole import PractitionerRole
 
+from hq.fhir import common
 from hq.fhir import practitioner as fhir_practitioner
 from hq.fhir.common import FHIR_JSON
 from tests.integration.hq.conftest import RunningHq, hq_config, running_hq
@@ -59,7 +60,7 @@ async def test_experts_as_practitioners_and_roles(broker: Mosquitto, db_url: str
         role = await fhir(hq, f"/api/v1/fhir/PractitionerRole/{li}", staff)
         PractitionerRole.parse_obj(role)
         assert role["practitioner"] == {"reference": f"Practitioner/{li}", "display": "李伟 Li Wei"}
-        assert role["specialty"][0]["coding"] == [{"system": fhir_practitioner.SYSTEM_DEPARTMENT,
+        assert role["specialty"][0]["coding"] == [{"system": common.SYSTEM_DEPARTMENT,
                                                    "code": "cardiology", "display": "Cardiology"}]
         assert [s["text"] for s in role["specialty"][1:]] == ["arrhythmia", "heart failure"]
         assert role["organization"] == {"display": "Ruijin Hospital"} and role["code"] == [{"text": "Chief Physician"}]
