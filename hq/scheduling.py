@@ -123,16 +123,16 @@ def minute_at(day: date, at_ms: int, tz: ZoneInfo) -> int:
     return lo
 
 
-def _covering(zone_names: Iterable[str], at_ms: int) -> list[tuple[int, Any]]:
-    """Per zone and local day (yesterday, for a night shift; today), the weekday and the SQL condition that a
-    stored rule's window on that day covers `at_ms`. Zones this machine does not know are left out: their
+def _covering(zone_names: Iterable[str], at_ms: int) -> list[tuple[str, int, Any]]:
+    """Per zone and local day (yesterday, for a night shift; today), the zone, the weekday and the SQL condition
+    on a rule that its window on that day covers `at_ms`. Zones this machine does not know are left out: their
     experts are unavailable (and logged).
 
     Stored times are "HH:MM" (`slots.format_minute`): strings of one shape, digits in the same places, which any
     collation orders as the minutes they name, so they compare as text with no conversion per row. An end at or
     before the start is on the next day, "00:00" is midnight."""
-    r, e = availability_rules, experts
-    found: list[tuple[int, Any]] = []
+    r = availability_rules
+    found: list[tuple[str, int, Any]] = []
     for name in sorted(set(zone_names)):
         try:
             tz = slots.zone(name)
@@ -150,8 +150,8 @@ def _covering(zone_names: Iterable[str], at_ms: int) -> list[tuple[int, Any]]:
                                  r.c.end_time > slots.format_minute(minute - slots.DAY_MINUTES))
             else:
                 continue
-            found.append((day.weekday(), sa.and_(
-                e.c.time_zone == name, r.c.weekday == day.weekday(), inside,
+            found.append((name, day.weekday(), sa.and_(
+                inside,
                 sa.or_(r.c.valid_from.is_(None), r.c.valid_from <= day),
                 sa.or_(r.c.valid_until.is_(None), r.c.valid_until >= day))))
     return found
@@ -171,15 +171,19 @@ def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) ->
     if not covering:
         return set()
     e, r, x, a = experts, availability_rules, availability_exceptions, appointments
-    weekdays = sorted({weekday for weekday, _ in covering})
-    in_window = sa.exists().where(r.c.expert_id == e.c.id, r.c.weekday.in_(weekdays),
-                                  sa.or_(*(c for _, c in covering)))
-    on_leave = sa.exists().where(x.c.expert_id == e.c.id, x.c.ends_ms > at_ms, x.c.starts_ms <= at_ms)
-    in_appointment = sa.exists().where(a.c.expert_id == e.c.id, a.c.end_ms > at_ms, a.c.start_ms <= at_ms,
-                                       a.c.status == "booked")
-    # In this order: the database looks up leave and bookings only for the experts inside a window.
-    return set(conn.execute(sa.select(e.c.id).where(id_sets.among(conn.dialect, e.c.id, ids), in_window, ~on_leave,
-                                                    ~in_appointment)).scalars().all())
+    # One probe of the (expert_id, weekday) index per expert and covering day of their zone. Not one EXISTS over an
+    # OR of every zone's conditions: PostgreSQL estimated that at one row and joined every expert with every rule
+    # (10,000 experts: 3.6 s there, against 50 ms on SQLite).
+    in_window = sa.or_(*(sa.and_(e.c.time_zone == zone, sa.exists().where(
+        r.c.expert_id == e.c.id, r.c.weekday == weekday, covers)) for zone, weekday, covers in covering))
+    # Who is away now is few: listed once and hashed (NOT IN over non-null ids), not probed expert by expert
+    # (PostgreSQL under-estimated the experts in a window and compared each with every current booking).
+    on_leave = sa.select(x.c.expert_id).where(x.c.ends_ms > at_ms, x.c.starts_ms <= at_ms)
+    in_appointment = sa.select(a.c.expert_id).where(a.c.end_ms > at_ms, a.c.start_ms <= at_ms,
+                                                    a.c.status == "booked")
+    return set(conn.execute(sa.select(e.c.id).where(id_sets.among(conn.dialect, e.c.id, ids), in_window,
+                                                    e.c.id.not_in(on_leave), e.c.id.not_in(in_appointment)))
+               .scalars().all())
 
 
 # ---- publishing availability ------------------------------------------------------------------
