@@ -171,19 +171,30 @@ def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) ->
     if not covering:
         return set()
     e, r, x, a = experts, availability_rules, availability_exceptions, appointments
-    # One probe of the (expert_id, weekday) index per expert and covering day of their zone. Not one EXISTS over an
-    # OR of every zone's conditions: PostgreSQL estimated that at one row and joined every expert with every rule
-    # (10,000 experts: 3.6 s there, against 50 ms on SQLite).
-    in_window = sa.or_(*(sa.and_(e.c.time_zone == zone, sa.exists().where(
-        r.c.expert_id == e.c.id, r.c.weekday == weekday, covers)) for zone, weekday, covers in covering))
-    # Who is away now is few: listed once and hashed (NOT IN over non-null ids), not probed expert by expert
-    # (PostgreSQL under-estimated the experts in a window and compared each with every current booking).
-    on_leave = sa.select(x.c.expert_id).where(x.c.ends_ms > at_ms, x.c.starts_ms <= at_ms)
-    in_appointment = sa.select(a.c.expert_id).where(a.c.end_ms > at_ms, a.c.start_ms <= at_ms,
-                                                    a.c.status == "booked")
-    return set(conn.execute(sa.select(e.c.id).where(id_sets.among(conn.dialect, e.c.id, ids), in_window,
-                                                    e.c.id.not_in(on_leave), e.c.id.not_in(in_appointment)))
-               .scalars().all())
+    among = id_sets.among(conn.dialect, e.c.id, ids)
+    if conn.dialect.name == "postgresql":
+        # One probe of the (expert_id, weekday) index per expert and covering day of their zone, and who is away
+        # now (few) listed once and hashed (NOT IN over non-null ids). The form SQLite runs below, one EXISTS over
+        # an OR of every zone's conditions, PostgreSQL estimates at one row: it joined every expert with every rule
+        # and compared each with every current booking (10,000 experts: 3.6 s; this: ~0.1 s).
+        in_window = sa.or_(*(sa.and_(e.c.time_zone == zone, sa.exists().where(
+            r.c.expert_id == e.c.id, r.c.weekday == weekday, covers)) for zone, weekday, covers in covering))
+        on_leave = sa.select(x.c.expert_id).where(x.c.ends_ms > at_ms, x.c.starts_ms <= at_ms)
+        in_appointment = sa.select(a.c.expert_id).where(a.c.end_ms > at_ms, a.c.start_ms <= at_ms,
+                                                        a.c.status == "booked")
+        query = sa.select(e.c.id).where(among, in_window, e.c.id.not_in(on_leave), e.c.id.not_in(in_appointment))
+    else:
+        # SQLite drives this from the candidates (json_each) and probes per expert; the form above makes it scan
+        # every expert of the covering zones instead (1,600 candidates: ~17 ms -> ~110 ms).
+        weekdays = sorted({weekday for _, weekday, _ in covering})
+        in_window = sa.exists().where(r.c.expert_id == e.c.id, r.c.weekday.in_(weekdays), sa.or_(*(
+            sa.and_(e.c.time_zone == zone, r.c.weekday == weekday, covers) for zone, weekday, covers in covering)))
+        leave_now = sa.exists().where(x.c.expert_id == e.c.id, x.c.ends_ms > at_ms, x.c.starts_ms <= at_ms)
+        booked_now = sa.exists().where(a.c.expert_id == e.c.id, a.c.end_ms > at_ms, a.c.start_ms <= at_ms,
+                                       a.c.status == "booked")
+        # In this order: the database looks up leave and bookings only for the experts inside a window.
+        query = sa.select(e.c.id).where(among, in_window, ~leave_now, ~booked_now)
+    return set(conn.execute(query).scalars().all())
 
 
 # ---- publishing availability ------------------------------------------------------------------
