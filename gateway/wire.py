@@ -44,6 +44,7 @@ import itertools
 import json
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -546,6 +547,21 @@ class SlotRole(enum.StrEnum):
     @property
     def gateway_sends(self) -> bool:
         return self not in (SlotRole.SEND_AUDIO, SlotRole.SEND_VIDEO)
+
+
+NUMBERED_SLOTS = frozenset({SlotRole.CAMERA, SlotRole.PARTY_AUDIO, SlotRole.PARTY_VIDEO})
+
+
+def slot_names(slots: Iterable[str]) -> list[str]:
+    """Each slot's name in offer order, as both sides and the pages call them: the roles that repeat are numbered
+    ("camera-0", "camera-1", "party-audio-0"), the others are their role ("clinic-audio")."""
+    counts: dict[str, int] = {}
+    names = []
+    for role in map(str, slots):
+        index = counts.get(role, 0)
+        counts[role] = index + 1
+        names.append(f"{role}-{index}" if role in NUMBERED_SLOTS else role)
+    return names
 
 
 @dataclass(frozen=True, slots=True)

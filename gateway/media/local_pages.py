@@ -89,7 +89,7 @@ async def call_page(request: web.Request) -> web.Response:
     consultation_id = _consultation(request)
     media = request.app[MEDIA]
     slots = clinic_slots(len(media.cameras), media.media.max_remote_parties)
-    names = _slot_names(slots)
+    names = wire.slot_names(slots)
     tiles = []
     for role, name in zip(slots, names, strict=True):
         if role is SlotRole.CAMERA:
@@ -109,15 +109,6 @@ async def call_page(request: web.Request) -> web.Response:
     return _page(f"Call {consultation_id}", body, {"consultation": consultation_id, "slots": [str(s) for s in slots]})
 
 
-def _slot_names(slots: tuple[SlotRole, ...]) -> list[str]:
-    counts: dict[SlotRole, int] = {}
-    names = []
-    for role in slots:
-        index = counts.get(role, 0)
-        counts[role] = index + 1
-        numbered = role in (SlotRole.CAMERA, SlotRole.PARTY_AUDIO, SlotRole.PARTY_VIDEO)
-        names.append(f"{role}-{index}" if numbered else str(role))
-    return names
 
 
 def _page(title: str, body: str, data: dict[str, Any]) -> web.Response:

@@ -9,20 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway import wire
 from hq.console.html import e, page
 
 QUALITY_COLUMNS = (("rtt_ms", "RTT ms"), ("loss_pct", "loss %"), ("jitter_ms", "jitter ms"), ("fps", "fps"),
                    ("kbps", "kbps"), ("tier", "tier"))
 
 
-def slot_names(slots: Sequence[str]) -> list[str]:
-    counts: dict[str, int] = {}
-    names = []
-    for role in slots:
-        index = counts.get(role, 0)
-        counts[role] = index + 1
-        names.append(f"{role}-{index}" if role in ("camera", "party-audio", "party-video") else role)
-    return names
 
 
 def _tile(slot: str, kind: str, caption: str) -> str:
@@ -65,7 +58,7 @@ def recording_item(rec: Mapping[str, Any]) -> str:
 
 def call_page_html(public_id: str, summary: Mapping[str, Any], recordings: Sequence[Mapping[str, Any]],
                    slots: Sequence[str], *, actor: Any = None) -> str:
-    names = slot_names(slots)
+    names = wire.slot_names(slots)
     cameras = "".join(_tile(n, "camera", "camera") for r, n in zip(slots, names, strict=True) if r == "camera")
     parties = "".join(_tile(n, "party", "waiting") for r, n in zip(slots, names, strict=True) if r == "party-video")
     audio = "".join(f"<audio data-slot=\"{e(n)}\" autoplay></audio>" for r, n in zip(slots, names, strict=True)

@@ -30,7 +30,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from gateway.wire import SlotRole
+from gateway.wire import SlotRole, slot_names
 from tests.support.synthetic_camera import FramePainter, read_stamp, tone
 
 EXPERT_SLOTS = (SlotRole.CAMERA, SlotRole.CLINIC_AUDIO, SlotRole.SEND_AUDIO, SlotRole.SEND_VIDEO,
@@ -131,16 +131,6 @@ class CallClient:
         self._closing: list[asyncio.Task[None]] = []
         self.connections = 0
 
-    @staticmethod
-    def slot_names(slots: tuple[SlotRole, ...]) -> list[str]:
-        counts: dict[SlotRole, int] = {}
-        names = []
-        for role in slots:
-            index = counts.get(role, 0)
-            counts[role] = index + 1
-            numbered = role in (SlotRole.CAMERA, SlotRole.PARTY_AUDIO, SlotRole.PARTY_VIDEO)
-            names.append(f"{role}-{index}" if numbered else str(role))
-        return names
 
     async def join(self, signal: Signal) -> None:
         """Connect (again): a new connection replaces any earlier one, as call.js does after a network change
@@ -150,7 +140,7 @@ class CallClient:
             self._closing.append(asyncio.create_task(self._close(old, tasks)))
         pc = self.pc = RTCPeerConnection(self.config)
         self.connections += 1
-        names = self.slot_names(self.slots)
+        names = slot_names(self.slots)
         receivers: dict[RTCRtpReceiver, str] = {}
         for role, name in zip(self.slots, names, strict=True):
             if role.gateway_sends:
