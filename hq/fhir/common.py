@@ -3,7 +3,7 @@ identifier systems HQ uses. Pure apart from building aiohttp responses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -55,3 +55,22 @@ def not_found(resource_type: str, resource_id: str) -> web.Response:
 
 def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/api/v1/fhir"
+
+
+class SearchError(ValueError):
+    """A search parameter is not understood; the message names it and what was expected."""
+
+
+def check_params(params: Mapping[str, str], allowed: Sequence[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise SearchError(f"unknown search parameter {name!r}; this server supports {', '.join(allowed)}")
+
+
+def search_count(params: Mapping[str, str], max_results: int, default: int = 100) -> int:
+    text = params.get("_count", "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= max_results:
+        raise SearchError(f"_count {text!r}: expected a whole number from 1 to {max_results}")
+    return int(text)

@@ -29,8 +29,7 @@ MAX_RESULTS = 500
 PARAMS = ("_id", "identifier", "name", "birthdate", "gender", "_count")
 
 
-class SearchError(ValueError):
-    """A search parameter is not understood; the message names it and what was expected."""
+SearchError = common.SearchError
 
 
 # ---- the resource (pure) -------------------------------------------------------------------------
@@ -68,21 +67,6 @@ def patient_resource(row: Mapping[str, Any], identifiers: Sequence[Mapping[str, 
 
 
 # ---- search parameters ---------------------------------------------------------------------------
-def _check(params: Mapping[str, str]) -> None:
-    for name in params:
-        if name not in PARAMS:
-            raise SearchError(f"unknown search parameter {name!r}; this server supports {', '.join(PARAMS)}")
-
-
-def _count(params: Mapping[str, str]) -> int:
-    text = params.get("_count", "").strip()
-    if not text:
-        return 100
-    if not text.isdigit() or not 1 <= int(text) <= MAX_RESULTS:
-        raise SearchError(f"_count {text!r}: expected a whole number from 1 to {MAX_RESULTS}")
-    return int(text)
-
-
 def _identifier(value: str) -> sa.ColumnElement[bool]:
     """system|value for the HQ id, the national id or a clinic's record number; a bare value matches any."""
     system, bar, code = value.rpartition("|")
@@ -186,8 +170,9 @@ async def search_patients(request: web.Request) -> web.Response:
     actor = await require(request)
     params = dict(request.query)
     try:
-        _check(params)
-        found = await asyncio.to_thread(_search, request.app[ENGINE], actor, params, _count(params))
+        common.check_params(params, PARAMS)
+        limit = common.search_count(params, MAX_RESULTS)
+        found = await asyncio.to_thread(_search, request.app[ENGINE], actor, params, limit)
     except SearchError as exc:
         return _bad(str(exc))
     return common.fhir_response(common.searchset(found, common.base_url(request)))

@@ -10,7 +10,7 @@ departments; experts: themselves). Ids: Practitioner/{expert id}, PractitionerRo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,8 +33,7 @@ PRACTITIONER_PARAMS = ("_id", "name", "identifier", "active", "_count")
 ROLE_PARAMS = ("_id", "practitioner", "specialty", "active", "_count")
 
 
-class SearchError(ValueError):
-    """A search parameter is not understood; the message names it and what was expected."""
+SearchError = common.SearchError
 
 
 # ---- resources (pure) ---------------------------------------------------------------------------
@@ -88,21 +87,6 @@ def role_resource(expert: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---- search parameters --------------------------------------------------------------------------
-def _check(params: Mapping[str, str], allowed: Sequence[str]) -> None:
-    for name in params:
-        if name not in allowed:
-            raise SearchError(f"unknown search parameter {name!r}; this server supports {', '.join(allowed)}")
-
-
-def _count(params: Mapping[str, str]) -> int:
-    text = params.get("_count", "").strip()
-    if not text:
-        return 100
-    if not text.isdigit() or not 1 <= int(text) <= MAX_RESULTS:
-        raise SearchError(f"_count {text!r}: expected a whole number from 1 to {MAX_RESULTS}")
-    return int(text)
-
-
 def _reference_id(value: str, resource_type: str, name: str) -> int:
     text = value.strip().removeprefix(f"{resource_type}/")
     if not text.isdigit():
@@ -166,7 +150,7 @@ async def search_practitioners(request: web.Request) -> web.Response:
     actor = await require(request)
     params = dict(request.query)
     try:
-        _check(params, PRACTITIONER_PARAMS)
+        common.check_params(params, PRACTITIONER_PARAMS)
         conditions: list[sa.ColumnElement[bool]] = []
         if "_id" in params:
             conditions.append(experts.c.id == _reference_id(params["_id"], "Practitioner", "_id"))
@@ -177,7 +161,7 @@ async def search_practitioners(request: web.Request) -> web.Response:
             conditions.append(_identifier(params["identifier"]))
         if (active := _active(params)) is not None:
             conditions.append(experts.c.active.is_(active))
-        limit = _count(params)
+        limit = common.search_count(params, MAX_RESULTS)
     except SearchError as exc:
         return _bad(str(exc))
     found = await _practitioners(request, actor, conditions, limit)
@@ -197,7 +181,7 @@ async def search_roles(request: web.Request) -> web.Response:
     actor = await require(request)
     params = dict(request.query)
     try:
-        _check(params, ROLE_PARAMS)
+        common.check_params(params, ROLE_PARAMS)
         conditions: list[sa.ColumnElement[bool]] = []
         if "_id" in params:
             conditions.append(experts.c.id == _reference_id(params["_id"], "PractitionerRole", "_id"))
@@ -210,7 +194,7 @@ async def search_roles(request: web.Request) -> web.Response:
             conditions.append(departments.c.code == code)
         if (active := _active(params)) is not None:
             conditions.append(experts.c.active.is_(active))
-        limit = _count(params)
+        limit = common.search_count(params, MAX_RESULTS)
     except SearchError as exc:
         return _bad(str(exc))
     found = await asyncio.to_thread(_search, request.app[ENGINE], actor, conditions, limit, False)
