@@ -15,10 +15,15 @@ candidates_count; the same with the prefix any_department_, and with unfrozen_he
 in a process that did not `gc.freeze()` its start-up heap (HQ does: full collections walking it were the tail).
 Then, with availability rules for everyone, a month of consultations and a year of leave and appointments, at a
 weekday's mid-morning, the same department request with the real callables (scheduling's `available_now`, the
-consultations' `load_today`): real_callables_match_experts_p50_ms / _p99_ms and real_callables_p99_ms, which is
-what a dispatch costs; and the two callables asked about the whole directory (available_now_10000_ms_*,
-load_today_10000_ms_*: an emergency with every expert a candidate). The headline `match_experts_p99_ms` is SQLite's
-(HQ's default database), wall clock; `available_now_10000_ms` likewise.
+consultations' `load_today`), which is what a dispatch costs:
+- after HQ's presence refresher (`hq.presence`) computed everyone's free windows, as it keeps them in a running
+  HQ (presence_refresh_10000_ms: what computing all of them costs, in the background):
+  real_callables_match_experts_p50_ms / _p99_ms and real_callables_p99_ms;
+- the same with every expert's windows stale (just after HQ started on a new database, or when everyone's rules
+  changed at once: `available_now` works them out from the rules): rules_only_...;
+and the two callables asked about the whole directory (available_now_10000_ms_*, load_today_10000_ms_*: an
+emergency with every expert a candidate). The headline `match_experts_p99_ms` is SQLite's (HQ's default
+database) with the real callables and fresh windows, wall clock; `available_now_10000_ms` likewise.
 Environment: MATCH_EXPERTS (10000), MATCH_ROUNDS (300), MATCH_ONLY (sqlite|postgres).
 """
 
@@ -163,8 +168,11 @@ def with_schedules(engine: sa.Engine, directory: Directory, at: int, seed: int =
             conn.execute(sa.text("ANALYZE"))
 
 
-def measure_real(engine: sa.Engine, request: MatchRequest, label: str, at: int) -> None:
+def measure_real(engine: sa.Engine, request: MatchRequest, label: str, at: int, prefix: str = "real_callables_",
+                 available_now: Callable[[sa.Connection, list[int], int], set[int]] | None = None) -> float:
     from hq import dispatching, scheduling
+
+    asked = available_now or scheduling.available_now
 
     total, cpu, called = [], [], []
     for i in range(ROUNDS // 3 + 10):
@@ -174,7 +182,7 @@ def measure_real(engine: sa.Engine, request: MatchRequest, label: str, at: int) 
         with engine.connect() as conn:
             def available(ids: list[int], conn: sa.Connection = conn, spent: list[float] = spent) -> set[int]:
                 t = time.perf_counter()
-                found = scheduling.available_now(conn, ids, at)
+                found = asked(conn, ids, at)
                 spent.append(time.perf_counter() - t)
                 return found
 
@@ -190,14 +198,25 @@ def measure_real(engine: sa.Engine, request: MatchRequest, label: str, at: int) 
             total.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)
             called.append(sum(spent) * 1000)
-    print(f"real_callables_match_experts_p50_ms_{label}: {statistics.median(total):.2f} ms")
-    print(f"real_callables_match_experts_p99_ms_{label}: {percentile(total, 0.99):.2f} ms (with "
-          f"hq.scheduling.available_now and hq.dispatching.load_today, {len(total)} requests, "
-          f"{len(candidates)} candidates)")
-    print(f"real_callables_match_experts_cpu_p50_ms_{label}: {statistics.median(cpu):.2f} ms")
-    print(f"real_callables_match_experts_cpu_p99_ms_{label}: {percentile(cpu, 0.99):.2f} ms")
-    print(f"real_callables_p50_ms_{label}: {statistics.median(called):.2f} ms (the two callables alone)")
-    print(f"real_callables_p99_ms_{label}: {percentile(called, 0.99):.2f} ms (the two callables alone)")
+    p99 = percentile(total, 0.99)
+    print(f"{prefix}match_experts_p50_ms_{label}: {statistics.median(total):.2f} ms")
+    print(f"{prefix}match_experts_p99_ms_{label}: {p99:.2f} ms (with {asked.__name__} and "
+          f"hq.dispatching.load_today, {len(total)} requests, {len(candidates)} candidates)")
+    print(f"{prefix}match_experts_cpu_p50_ms_{label}: {statistics.median(cpu):.2f} ms")
+    print(f"{prefix}match_experts_cpu_p99_ms_{label}: {percentile(cpu, 0.99):.2f} ms")
+    print(f"{prefix}p50_ms_{label}: {statistics.median(called):.2f} ms (the two callables alone)")
+    print(f"{prefix}p99_ms_{label}: {percentile(called, 0.99):.2f} ms (the two callables alone)")
+    return p99
+
+
+def refresh_presence(engine: sa.Engine, at: int, label: str) -> None:
+    """What HQ's refresher does in the background: every expert's free windows, from nothing."""
+    from hq import presence
+
+    t0 = time.perf_counter()
+    refreshed = presence.refresh(engine, at, max_batches=10_000)
+    print(f"presence_refresh_{refreshed}_ms_{label}: {(time.perf_counter() - t0) * 1000:.0f} ms "
+          f"(all experts' free windows for the next {presence.HORIZON_MS // 3_600_000} h)")
 
 
 def callables_at_scale(engine: sa.Engine, expert_ids: list[int], at: int, label: str) -> float:
@@ -238,7 +257,7 @@ def run(url: str, label: str, at_scale: dict[str, float]) -> float:
         # As `python -m hq serve` does once it has started: what exists now is out of the collector's sight.
         gc.collect()
         gc.freeze()
-        p99 = measure(engine, directory, request, "", label)
+        measure(engine, directory, request, "", label)
         measure(engine, directory, MatchRequest(None, frozenset({"chest pain"}), language="zh"), "any_department_",
                 label)
         gc.unfreeze()
@@ -247,10 +266,14 @@ def run(url: str, label: str, at_scale: dict[str, float]) -> float:
         with_schedules(engine, directory, at)
         gc.collect()
         gc.freeze()
-        measure_real(engine, request, label, at)
+        from hq import scheduling
+
+        measure_real(engine, request, label, at, "rules_only_", scheduling.available_now_from_rules)
+        refresh_presence(engine, at, label)
+        real_p99 = measure_real(engine, request, label, at)
         at_scale[label] = callables_at_scale(engine, directory.expert_ids, at, label)
         gc.unfreeze()
-        return p99
+        return real_p99
     finally:
         engine.dispose()
 

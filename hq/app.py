@@ -36,6 +36,7 @@ from hq import (
     observability,
     observation_rollup,
     openapi,
+    presence,
     recordings,
     reminders,
     replay,
@@ -144,6 +145,7 @@ def create_app(config: HqConfig) -> web.Application:
     app.cleanup_ctx.append(_ingest)
     app.cleanup_ctx.append(_escalation)
     app.cleanup_ctx.append(observation_rollup.background)
+    app.cleanup_ctx.append(presence.background)
     reminders.register(app)
     app.on_shutdown.append(_close_websockets)
     return app

@@ -176,6 +176,9 @@ class SchedulingSection:
         "Of those, at most this many with the same expert (so that the clinic has a choice)."))
     min_notice_s: int = field(default=600, metadata=_doc(
         "Slots starting sooner than this are not proposed (the clinic needs time to prepare the patient)."))
+    presence_refresh_s: float = field(default=5.0, metadata=_doc(
+        "How often experts' free windows for emergency matching are computed again where their rules, leave or "
+        "bookings changed (until then matching works them out from the rules, more slowly)."))
 
     def __post_init__(self) -> None:
         if self.reminder_before_s < 60 or self.reminder_poll_s <= 0:
@@ -184,6 +187,8 @@ class SchedulingSection:
             raise ValueError("proposal_days must be 1-60, proposals 1-50 and proposals_per_expert >= 1")
         if self.min_notice_s < 0:
             raise ValueError("min_notice_s must be >= 0")
+        if self.presence_refresh_s <= 0:
+            raise ValueError("presence_refresh_s must be > 0")
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,18 @@ def among(dialect: sa.Dialect, column: sa.ColumnElement[Any], ids: Iterable[int]
     listed = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.String)).table_valued("value")
     return column.in_(sa.select(listed.c.value))
 
+
+
+def among_named(dialect_name: str, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+    """`column` is one of the ids bound later as `name` (`bound(dialect, ids)`): for statements built once per
+    dialect."""
+    if dialect_name == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.BigInteger)))
+    listed = sa.func.json_each(sa.bindparam(name, type_=sa.String)).table_valued("value")
+    return column.in_(sa.select(listed.c.value))
+
+
+def bound(dialect: sa.Dialect, ids: Iterable[int]) -> Any:
+    """The value of an `among_named` parameter."""
+    values = list(map(int, ids))
+    return values if dialect.name == "postgresql" else json.dumps(values)

@@ -18,6 +18,7 @@ from gateway.replication import Replicator
 from hq import calls, db, queries
 from hq.appkeys import CALLS, ENGINE, EVENTS, HUB, INGEST, LINK, RECORDINGS
 from hq.observation_rollup import ROLLUP_STATS
+from hq.presence import PRESENCE_STATS
 from hq.representations import gateway_json
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,16 @@ async def metrics(request: web.Request) -> web.Response:
                           "Patient records made for device patient ids HQ did not know", rollup.provisional_patients),
             Family.single("hq_rollup_failures_total", "counter", "Rollup transactions that failed (retried)",
                           rollup.failures),
+        ]
+    presence = request.app.get(PRESENCE_STATS)
+    if presence is not None:
+        families += [
+            Family.single("hq_presence_refreshed_total", "counter",
+                          "Experts whose free windows (for emergency matching) were computed", presence.refreshed),
+            Family.single("hq_presence_lost_races_total", "counter",
+                          "Experts changed while their windows were computed (done again)", presence.lost_races),
+            Family.single("hq_presence_failures_total", "counter", "Refreshes of free windows that failed (retried)",
+                          presence.failures),
         ]
     events = request.app.get(EVENTS)
     if events is not None:

@@ -7,6 +7,7 @@ arithmetic (`hq.slots`, pure), not the pages and API (`hq.console.schedule`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, timedelta
@@ -24,6 +25,8 @@ from hq.models import (
     availability_exceptions,
     availability_rules,
     departments,
+    expert_free_windows,
+    expert_presence,
     experts,
 )
 
@@ -68,10 +71,11 @@ def _zones(conn: sa.Connection, expert_ids: Sequence[int]) -> dict[int, tuple[st
 
 
 def calendars(conn: sa.Connection, expert_ids: Iterable[int], from_ms: int, to_ms: int, *,
-              exclude_appointment: int | None = None) -> dict[int, slots.Calendar]:
+              exclude_appointment: int | None = None,
+              holding: Sequence[str] = ACTIVE_STATUSES) -> dict[int, slots.Calendar]:
     """The experts' calendars with what matters for slots starting in [from_ms, to_ms): rules, exceptions,
-    appointments holding time, and appointments per local day (for the daily cap). Experts whose stored
-    time zone is unknown to this machine are left out (and logged)."""
+    appointments holding time (those in a `holding` status), and appointments per local day (for the daily
+    cap). Experts whose stored time zone is unknown to this machine are left out (and logged)."""
     ids = sorted(set(expert_ids))
     zones = _zones(conn, ids)
     x, a = availability_exceptions, appointments
@@ -86,7 +90,7 @@ def calendars(conn: sa.Connection, expert_ids: Iterable[int], from_ms: int, to_m
                 x.c.expert_id.in_(chunk), x.c.starts_ms < hi, x.c.ends_ms > lo)):
             blocked.setdefault(int(row.expert_id), []).append(slots.Interval(row.starts_ms, row.ends_ms))
         q = sa.select(a.c.expert_id, a.c.start_ms, a.c.end_ms).where(
-            a.c.expert_id.in_(chunk), a.c.status.in_(ACTIVE_STATUSES), a.c.start_ms < hi, a.c.end_ms > lo)
+            a.c.expert_id.in_(chunk), a.c.status.in_(holding), a.c.start_ms < hi, a.c.end_ms > lo)
         if exclude_appointment is not None:
             q = q.where(a.c.id != exclude_appointment)
         for row in conn.execute(q):
@@ -160,6 +164,37 @@ def _covering(zone_names: Iterable[str], at_ms: int) -> list[tuple[str, int, Any
 def available_now(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) -> set[int]:
     """The experts who at `at_ms` are inside a published availability window, not on leave or clinic duty
     and not in a booked appointment (for matching emergencies: who can take a call now).
+
+    From the precomputed free windows (`hq.presence`) where an expert's are fresh and cover `at_ms`: one probe
+    per expert; the others (changed since, never computed, or `at_ms` outside the computed range) from their
+    rules (`available_now_from_rules`). Either way the same answer."""
+    ids = list(expert_ids)
+    if not ids:
+        return set()
+    # (expert id, the end of the free window covering at_ms or None) of each expert with fresh windows
+    # .all(): one fetchall, several times faster than iterating the result row by row.
+    rows = conn.execute(_precomputed(conn.dialect.name), {"ids": id_sets.bound(conn.dialect, ids), "at": at_ms}).all()
+    known: dict[int, int | None] = {r[0]: r[1] for r in rows}
+    found = {i for i, free_until in known.items() if free_until is not None}
+    rest = [i for i in ids if i not in known]
+    return found | available_now_from_rules(conn, rest, at_ms) if rest else found
+
+
+@functools.cache
+def _precomputed(dialect_name: str) -> sa.Select[Any]:
+    # Built once per dialect (building and compiling it cost more than SQLite takes to run it); a scalar
+    # subquery, not EXISTS: an integer needs no conversion per row, a boolean does.
+    p, w = expert_presence, expert_free_windows
+    at = sa.bindparam("at", type_=sa.BigInteger)
+    free_until = sa.select(w.c.ends_ms).where(w.c.expert_id == p.c.expert_id, w.c.starts_ms <= at,
+                                              w.c.ends_ms > at).limit(1).scalar_subquery()
+    return sa.select(p.c.expert_id, free_until).where(
+        id_sets.among_named(dialect_name, p.c.expert_id, "ids"), p.c.from_ms <= at, p.c.until_ms > at)
+
+
+def available_now_from_rules(conn: sa.Connection, expert_ids: Iterable[int], at_ms: int) -> set[int]:
+    """`available_now` worked out from the experts' weekly rules, exceptions and bookings, ignoring the
+    precomputed windows.
 
     Set-based, for the thousands of candidates of an emergency: one query matches the experts' rules of the
     weekdays that can matter against the windows covering `at_ms` in each of the directory's time zones, and

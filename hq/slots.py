@@ -270,6 +270,19 @@ class Blocked:
     def contains(self, at_ms: int) -> bool:
         return self.overlaps(at_ms, at_ms + 1)
 
+    def subtract(self, start_ms: int, end_ms: int) -> Iterator[Interval]:
+        """The parts of [start_ms, end_ms) outside every blocked interval, in order."""
+        i = bisect.bisect_right(self._ends, start_ms)
+        while start_ms < end_ms:
+            if i == len(self._intervals) or self._intervals[i].start_ms >= end_ms:
+                yield Interval(start_ms, end_ms)
+                return
+            iv = self._intervals[i]
+            if iv.start_ms > start_ms:
+                yield Interval(start_ms, iv.start_ms)
+            start_ms = iv.end_ms
+            i += 1
+
 
 @dataclass(frozen=True, slots=True)
 class Calendar:
@@ -325,6 +338,20 @@ def available_at(cal: Calendar, at_ms: int) -> bool:
     if Blocked([*cal.exceptions, *cal.busy]).contains(at_ms):
         return False
     return any(w.start_ms <= at_ms < w.end_ms for w in windows(cal.rules, cal.tz, at_ms, at_ms + 1))
+
+
+def free_intervals(cal: Calendar, from_ms: int, to_ms: int) -> list[Interval]:
+    """The stretches of [from_ms, to_ms) inside a window and outside every exception and busy interval, in time
+    order, adjoining windows merged: the instants t with `available_at(cal, t)`, as intervals."""
+    blocked = Blocked([*cal.exceptions, *cal.busy])
+    found: list[Interval] = []
+    for window in windows(cal.rules, cal.tz, from_ms, to_ms):
+        for piece in blocked.subtract(max(window.start_ms, from_ms), min(window.end_ms, to_ms)):
+            if found and piece.start_ms <= found[-1].end_ms:
+                found[-1] = Interval(found[-1].start_ms, max(found[-1].end_ms, piece.end_ms))
+            else:
+                found.append(piece)
+    return found
 
 
 # ---- proposals ---------------------------------------------------------------------------------

@@ -39,7 +39,14 @@ from hq.models.records import (
     rollup_progress,
     visits,
 )
-from hq.models.scheduling import appointments, availability_exceptions, availability_rules, slot_claims
+from hq.models.scheduling import (
+    appointments,
+    availability_exceptions,
+    availability_rules,
+    expert_free_windows,
+    expert_presence,
+    slot_claims,
+)
 from hq.models.types import BigId, Millis, metadata
 
 __all__ = [
@@ -66,6 +73,8 @@ __all__ = [
     "enrolment_tokens",
     "expert_capability",
     "expert_credentials",
+    "expert_free_windows",
+    "expert_presence",
     "expert_tags",
     "experts",
     "gateway_certificates",

@@ -89,3 +89,27 @@ slot_claims = sa.Table(
     sa.Column("unit_start_ms", Millis, primary_key=True),
     sa.Column("appointment_id", BigId, sa.ForeignKey("appointments.id", ondelete="CASCADE"), nullable=False),
 )
+
+# Who is available when, precomputed (`hq.presence`): matching an emergency asks it of thousands of experts at
+# once. An expert's free windows (published availability minus leave, clinic duty and booked appointments) over
+# [from_ms, until_ms) of their presence row; a row whose range does not cover the instant asked about (until_ms 0:
+# made stale) is not used. Triggers (revision 0010) make an expert's row stale, and bump its generation, in the
+# transaction that changes their rules, exceptions, appointments or time zone; the refresher writes only rows
+# whose generation it read before the data it computed them from.
+expert_presence = sa.Table(
+    "expert_presence",
+    metadata,
+    sa.Column("expert_id", BigId, sa.ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("from_ms", Millis, nullable=False, server_default="0"),
+    sa.Column("until_ms", Millis, nullable=False, server_default="0"),
+    sa.Index("ix_expert_presence_until", "until_ms"),
+)
+
+expert_free_windows = sa.Table(
+    "expert_free_windows",
+    metadata,
+    sa.Column("expert_id", BigId, sa.ForeignKey("experts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("starts_ms", Millis, primary_key=True),
+    sa.Column("ends_ms", Millis, nullable=False),
+)

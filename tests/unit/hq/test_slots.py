@@ -320,3 +320,47 @@ def test_slots_are_ordered_disjoint_on_the_grid_and_inside_their_window(rule: sl
         offsets = [datetime.fromtimestamp(ms / 1000, tz).utcoffset() or timedelta() for ms in (w.start_ms, w.end_ms)]
         shift_ms = abs(offsets[1] - offsets[0]) / timedelta(milliseconds=1)
         assert abs((w.end_ms - w.start_ms) - rule.length_minutes * MIN) <= shift_ms
+
+
+@st.composite
+def spans(draw: st.DrawFn, base: int) -> Interval:
+    start = base + draw(st.integers(-24, 3 * 24)) * 15 * MIN
+    return Interval(start, start + draw(st.integers(1, 40)) * 15 * MIN)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), tz=st.sampled_from(ZONES), days=st.integers(0, 3650))
+def test_free_intervals_are_exactly_the_instants_available_at(data: st.DataObject, tz: ZoneInfo, days: int) -> None:
+    start = utc(2020, 1, 1) + days * 24 * HOUR
+    drawn = data.draw(st.lists(rules(), min_size=0, max_size=3))
+    try:
+        slots.check_rules(drawn)
+    except RuleError:
+        drawn = drawn[:1]
+    c = cal(*drawn, tz=tz, exceptions=tuple(data.draw(st.lists(spans(start), max_size=3))),
+            busy=tuple(data.draw(st.lists(spans(start), max_size=3))))
+    end = start + 2 * 24 * HOUR
+    free = slots.free_intervals(c, start, end)
+    for a, b in itertools.pairwise(free):
+        assert a.end_ms < b.start_ms, "ordered, disjoint, adjoining ones merged"
+    assert all(start <= iv.start_ms < iv.end_ms <= end for iv in free)
+    # Every boundary, and the instants either side of it, agree with available_at; so does a 7-minute grid.
+    probes = {start, end - 1, *range(start, end, 7 * MIN)}
+    for iv in [*free, *c.exceptions, *c.busy, *slots.windows(c.rules, tz, start, end)]:
+        probes.update(t for b in (iv.start_ms, iv.end_ms) for t in (b - 1, b, b + 1) if start <= t < end)
+    for t in sorted(probes):
+        assert any(iv.start_ms <= t < iv.end_ms for iv in free) == slots.available_at(c, t), local(t, tz)
+
+
+def test_free_intervals_cut_windows_around_leave_and_bookings() -> None:
+    monday = at(BERLIN, 2026, 1, 5)
+    c = cal(make_rule(0, "09:00", "17:00", 30),
+            exceptions=(Interval(monday + 12 * HOUR, monday + 13 * HOUR),),
+            busy=(Interval(monday + 9 * HOUR, monday + 9 * HOUR + 30 * MIN),
+                  Interval(monday + 16 * HOUR, monday + 18 * HOUR)))
+    assert slots.free_intervals(c, monday, monday + 24 * HOUR) == [
+        Interval(monday + 9 * HOUR + 30 * MIN, monday + 12 * HOUR),
+        Interval(monday + 13 * HOUR, monday + 16 * HOUR)]
+    # Clipped to the range asked for.
+    assert slots.free_intervals(c, monday + 10 * HOUR, monday + 14 * HOUR) == [
+        Interval(monday + 10 * HOUR, monday + 12 * HOUR), Interval(monday + 13 * HOUR, monday + 14 * HOUR)]
