@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,7 +24,15 @@ from hq import review
 from hq.clock import now_ms as clock_now_ms
 from hq.expert_fields import FieldProblem
 from hq.matching import Candidate, MatchRequest
-from hq.models import departments, expert_capability, expert_credentials, expert_tags, experts, users
+from hq.models import (
+    departments,
+    directory_version,
+    expert_capability,
+    expert_credentials,
+    expert_tags,
+    experts,
+    users,
+)
 from hq.taxonomy import normalise
 
 DEFAULT_LANGUAGES = ("zh",)
@@ -363,22 +372,56 @@ def _languages(raw: str) -> tuple[str, ...]:
     return tuple(parsed) if isinstance(parsed, list) else ()
 
 
-def _candidate_queries() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+@dataclass(frozen=True, slots=True)
+class _Pool:
+    """The active experts with a daily cap of one department (or of all, `department_id` None) as matching
+    reads them, at one directory version: (id, department, name, languages, cap, earliest credential expiry,
+    median response) each, and each one's tags."""
+
+    version: int
+    rows: tuple[tuple[int, int, str, tuple[str, ...], int, date | None, float | None], ...]
+    tags: dict[int, frozenset[str]]
+
+
+# Per engine (a process may talk to several databases), per department: the directory changes rarely and is
+# read for every dispatch, so it is read again only when `directory_version` says it changed.
+_pools: weakref.WeakKeyDictionary[sa.Engine, dict[int | None, _Pool]] = weakref.WeakKeyDictionary()
+
+
+def _pool_queries() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
     # Built once: constructing the statements costs more than SQLite takes to run them for a department.
     e, cap, t = experts, expert_capability, expert_tags
-    today = sa.bindparam("today", type_=sa.Date)
     base = (sa.select(e.c.id, e.c.department_id, e.c.name, sa.cast(e.c.languages, sa.Text), e.c.daily_cap,
-                      e.c.credentials_expire_on == today, cap.c.median_response_s)
+                      e.c.credentials_expire_on, cap.c.median_response_s)
             .select_from(e.outerjoin(cap, cap.c.expert_id == e.c.id))
-            .where(e.c.active.is_(True), e.c.daily_cap > 0,
-                   sa.or_(e.c.credentials_expire_on.is_(None), e.c.credentials_expire_on >= today)))
+            .where(e.c.active.is_(True), e.c.daily_cap > 0))
     in_department = e.c.department_id == sa.bindparam("department_id")
-    tags = sa.select(t.c.expert_id, t.c.tag).where(t.c.tag.in_(sa.bindparam("tags", expanding=True)))
-    return (base, base.where(in_department), tags,
-            tags.join_from(t, e, e.c.id == t.c.expert_id).where(in_department))
+    tags = sa.select(t.c.expert_id, t.c.tag).join_from(t, e, e.c.id == t.c.expert_id).where(
+        e.c.active.is_(True), e.c.daily_cap > 0)
+    version = sa.select(directory_version.c.version).where(directory_version.c.id == 1)
+    return base, base.where(in_department), tags, tags.where(in_department), version
 
 
-_ANY_DEPARTMENT, _IN_DEPARTMENT, _TAGS_ANY_DEPARTMENT, _TAGS_IN_DEPARTMENT = _candidate_queries()
+_ANY_DEPARTMENT, _IN_DEPARTMENT, _TAGS_ANY_DEPARTMENT, _TAGS_IN_DEPARTMENT, _VERSION = _pool_queries()
+
+
+def _pool(conn: sa.Connection, department_id: int | None) -> _Pool:
+    version = int(conn.execute(_VERSION).scalar_one())  # before the rows: a change after this is seen next time
+    pools = _pools.setdefault(conn.engine, {})
+    pool = pools.get(department_id)
+    if pool is not None and pool.version == version:
+        return pool
+    if department_id is None:
+        query, tag_query, params = _ANY_DEPARTMENT, _TAGS_ANY_DEPARTMENT, {}
+    else:
+        query, tag_query, params = _IN_DEPARTMENT, _TAGS_IN_DEPARTMENT, {"department_id": department_id}
+    # .all(): one fetchall, several times faster than iterating the result row by row.
+    rows = tuple((r[0], r[1], r[2], _languages(r[3]), r[4], r[5], r[6]) for r in conn.execute(query, params).all())
+    tags: dict[int, set[str]] = {}
+    for expert_id, tag in conn.execute(tag_query, params).all():
+        tags.setdefault(expert_id, set()).add(tag)
+    pool = pools[department_id] = _Pool(version, rows, {i: frozenset(x) for i, x in tags.items()})
+    return pool
 
 
 def candidates(conn: sa.Connection, request: MatchRequest, *, now_ms: int,
@@ -387,40 +430,38 @@ def candidates(conn: sa.Connection, request: MatchRequest, *, now_ms: int,
     """The experts `hq.matching.rank` may choose from for `request`: active, in the requested department (any
     department when it is None), every credential valid today (UTC), not excluded, below their daily cap.
 
-    `available_now(ids)` (from scheduling) and `load_today(ids)` (from consultations) are asked once each, for
-    the experts that pass the database's filters. A candidate's `tags` are those of its tags the request asks
-    for: the others cannot change its rank.
+    The directory's part comes from memory while `directory_version` is unchanged (one read); `available_now(ids)`
+    (from scheduling) and `load_today(ids)` (from consultations) are asked once each, for the experts that pass
+    those filters. A candidate's `tags` are those of its tags the request asks for: the others cannot change its
+    rank.
     """
+    pool = _pool(conn, request.department_id)
     today = review.utc_day(now_ms)
-    params: dict[str, Any] = {"today": today}
-    if request.department_id is None:
-        query = _ANY_DEPARTMENT
-    else:
-        query, params["department_id"] = _IN_DEPARTMENT, request.department_id
-    # .all(): one fetchall, several times faster than iterating the result row by row.
-    rows = conn.execute(query, params).all()
-    if request.exclude:
-        rows = [r for r in rows if r[0] not in request.exclude]
+    exclude = request.exclude
+    rows = [r for r in pool.rows if (r[5] is None or r[5] >= today) and r[0] not in exclude]
     if not rows:
         return []
     ids = [r[0] for r in rows]
-    tags: dict[int, set[str]] = {}
-    if request.tags:
-        tag_query = _TAGS_ANY_DEPARTMENT if request.department_id is None else _TAGS_IN_DEPARTMENT
-        for expert_id, tag in conn.execute(tag_query, {**params, "tags": sorted(request.tags)}).all():
-            tags.setdefault(expert_id, set()).add(tag)
     available = available_now(ids)
     load = load_today(ids)
+    wanted, tags = request.tags, pool.tags
     expires_today = review.day_end_ms(today)
     none: frozenset[str] = frozenset()
+    # Each distinct tag set met once: many experts share theirs, and thousands of new frozensets per request
+    # would bring the collector's full passes (the tail of a dispatch) that much sooner.
+    asked: dict[frozenset[str], frozenset[str]] = {}
     found = []
-    for expert_id, department_id, name, languages, cap_today, ends_today, median in rows:
+    for expert_id, department_id, name, languages, cap_today, expires_on, median in rows:
         taken = load.get(expert_id, 0)
         if taken >= cap_today:
             continue
-        found.append(Candidate(expert_id, department_id, frozenset(tags[expert_id]) if expert_id in tags else none,
-                               _languages(languages), expert_id in available, taken, cap_today, median, name, True,
-                               expires_today if ends_today else None))
+        own = tags.get(expert_id)
+        matched = none
+        if own is not None:
+            hit = asked.get(own)
+            matched = hit if hit is not None else asked.setdefault(own, own & wanted or none)
+        found.append(Candidate(expert_id, department_id, matched, languages, expert_id in available, taken,
+                               cap_today, median, name, True, expires_today if expires_on == today else None))
     return found
 
 

@@ -109,3 +109,14 @@ expert_capability = sa.Table(
     sa.Column("last_consultation_ms", Millis),
     sa.Column("computed_ms", Millis, nullable=False),  # when these figures were computed (they changed then)
 )
+
+# One row, one number: it grows in every transaction that changes experts, their tags or their capability figures
+# (triggers, revision 0011), so a process that keeps the directory in memory for matching (`hq.experts`'
+# candidate pools) knows with one read whether its copy is current.
+directory_version = sa.Table(
+    "directory_version",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="single_row"),
+)

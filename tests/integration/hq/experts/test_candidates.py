@@ -99,3 +99,45 @@ def test_renewing_or_removing_an_expired_credential_makes_the_expert_a_candidate
         experts.remove_credential(conn, expert, board, now_ms=NOW)
         assert [c["kind"] for c in experts.credentials_of(conn, expert)] == ["license", "membership"]
     assert ids_now() == {expert}
+
+
+def test_a_directory_change_by_another_worker_is_seen_by_the_next_match(engine: sa.Engine) -> None:
+    """The directory is kept in memory per process; every change anyone commits (another HQ worker here: a
+    second engine on the same database; the capability task; a tool's plain SQL) shows in the next match."""
+    other = sa.create_engine(engine.url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        li = add(conn, "Dr. Li", tags="arrhythmia", daily_cap=4)
+        wang = add(conn, "Dr. Wang")
+        cardiology = departments.resolve(conn, "cardiology")
+    request = MatchRequest(cardiology, frozenset({"arrhythmia", "heart failure"}))
+
+    def match() -> dict[int, experts.Candidate]:
+        with engine.connect() as conn:
+            return {c.expert_id: c for c in experts.candidates(conn, request, now_ms=NOW,
+                                                               available_now=lambda i: set(),
+                                                               load_today=lambda i: {})}
+
+    assert set(match()) == {li, wang}
+    try:
+        changes = [
+            (lambda c: experts.update_expert(c, wang, {"tags": "heart failure; arrhythmia"}, now_ms=NOW),
+             lambda found: found[wang].tags == {"arrhythmia", "heart failure"}),
+            (lambda c: experts.update_expert(c, li, {"daily_cap": 2}, now_ms=NOW),
+             lambda found: found[li].daily_cap == 2),
+            (lambda c: c.execute(expert_capability.insert().values(
+                expert_id=li, consultations_done=1, offers=1, offers_accepted=1, median_response_s=42.0,
+                p90_response_s=42.0, ratings=0, adoption_answers=0, adopted=0, computed_ms=NOW)),
+             lambda found: found[li].median_response_s == 42.0),
+            (lambda c: c.execute(sa.text("UPDATE experts SET name = 'Dr. Li Wei' WHERE id = :id"), {"id": li}),
+             lambda found: found[li].name == "Dr. Li Wei"),
+            (lambda c: experts.update_expert(c, wang, {"active": False}, now_ms=NOW),
+             lambda found: set(found) == {li}),
+            (lambda c: experts.update_expert(c, li, {"department": "Neurology"}, now_ms=NOW),
+             lambda found: found == {}),
+        ]
+        for change, seen in changes:
+            with other.begin() as conn:
+                change(conn)
+            assert seen(match())
+    finally:
+        other.dispose()
