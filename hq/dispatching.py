@@ -92,21 +92,22 @@ def load_today(conn: sa.Connection, expert_ids: Sequence[int], now: int) -> dict
         .group_by(c.c.expert_id)).all())
 
 
-def rank(conn: sa.Connection, row: Mapping[str, Any], state: dispatch.State, now: int) -> list[matching.Ranked]:
-    """The experts to offer the consultation to, best first, excluding those offered before. A consultation
-    asked of one expert goes to that expert alone first (if eligible), to the matching's choice after."""
+def rank(conn: sa.Connection, row: Mapping[str, Any], state: dispatch.State, now: int,
+         limit: int | None = None) -> list[matching.Ranked]:
+    """The experts to offer the consultation to, best first, excluding those offered before (the best `limit`:
+    a round offers it to that many; ranking thousands of candidates needs no full sort). A consultation asked of
+    one expert goes to that expert alone first (if eligible), to the matching's choice after."""
     exclude = frozenset(state.offered)
     request = matching.MatchRequest(row["department_id"], frozenset(row["tags"] or ()), row["language"], exclude)
     found = experts.candidates(
         conn, request, now_ms=now, available_now=lambda ids: scheduling.available_now(conn, ids, now),
         load_today=lambda ids: load_today(conn, ids, now))
-    ranked = matching.rank(request, found, now_ms=now)
     wanted = row["requested_expert_id"]
     if wanted is not None and state.round == 0:
-        chosen = [r for r in ranked if r.expert_id == wanted]
+        chosen = matching.rank(request, [c for c in found if c.expert_id == wanted], now_ms=now)
         if chosen:
             return chosen
-    return ranked
+    return matching.rank(request, found, now_ms=now, limit=limit)
 
 
 def _users_of(conn: sa.Connection, expert_ids: Iterable[int]) -> dict[int, int]:
@@ -260,7 +261,7 @@ def start(conn: sa.Connection, row: Mapping[str, Any], config: ConsultationsSect
           now: int) -> dict[str, Any]:
     """The first round of a new (requested) consultation."""
     before = load_state(conn, row)
-    ranked = rank(conn, row, before, now)
+    ranked = rank(conn, row, before, now, config.offers_per_round)
     after, decisions = dispatch.start(before, [r.expert_id for r in ranked], policy(config, row["kind"]), now)
     return apply(conn, row, before, after, decisions, ranked, config, effects, now)
 
@@ -282,7 +283,7 @@ def accept(conn: sa.Connection, row: Mapping[str, Any], expert_id: int, config: 
 def decline(conn: sa.Connection, row: Mapping[str, Any], expert_id: int, config: ConsultationsSection,
             effects: Effects, now: int, actor: audit.Labelled | str) -> dict[str, Any]:
     before = load_state(conn, row)
-    ranked = rank(conn, row, before, now)
+    ranked = rank(conn, row, before, now, config.offers_per_round)
     after, decisions = dispatch.decline(before, expert_id, [r.expert_id for r in ranked], policy(config, row["kind"]),
                                         now)
     if not any(isinstance(x, dispatch.Refused) for x in decisions):
@@ -318,7 +319,7 @@ def escalate_due(conn: sa.Connection, config: ConsultationsSection, effects: Eff
     done = 0
     for row in due(conn, now):
         before = load_state(conn, row)
-        ranked = rank(conn, row, before, now)
+        ranked = rank(conn, row, before, now, config.offers_per_round)
         after, decisions = dispatch.tick(before, [r.expert_id for r in ranked], policy(config, row["kind"]), now)
         if not decisions:
             continue

@@ -8,7 +8,7 @@ rounds, acceptance and escalation are `hq.consultations`' business.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -165,9 +165,9 @@ class _Scorer:
         response = w.response * (w.unknown_response if median is None else ref / (ref + max(0.0, median)))
         return available, department, tags, language, load, response
 
-    def scores(self, candidates: Iterable[Candidate], now_ms: int) -> list[tuple[float, int, int, Candidate]]:
+    def scores(self, candidates: Iterable[Candidate], now_ms: int) -> Iterator[tuple[float, int, int, Candidate]]:
         """(-score, load, id, candidate) for each eligible candidate (`screen`'s rules, in the same pass):
-        sorting them puts the best first."""
+        sorting them puts the best first. A generator: `rank` with a limit keeps only the best alive."""
         w, tags, department_id, language = self.w, self.tags, self.request.department_id, self.language
         exclude = self.request.exclude
         available_w, department_w, language_w, load_w = w.available, w.department, w.language, w.load
@@ -175,8 +175,6 @@ class _Scorer:
         unknown = w.response * w.unknown_response
         ref, response_w = w.response_reference_s, w.response
         speaks: dict[tuple[str, ...], float] = {}  # few distinct language lists: decide each once
-        out: list[tuple[float, int, int, Candidate]] = []
-        append = out.append
         for c in candidates:
             load, cap = c.load_today, c.daily_cap
             expires = c.credentials_expire_ms
@@ -196,8 +194,7 @@ class _Scorer:
                 points += load_w * (1.0 - load / cap)
             median = c.median_response_s
             points += unknown if median is None else response_w * ref / (ref + (median if median > 0 else 0.0))
-            append((-points, load, c.expert_id, c))
-        return out
+            yield -points, load, c.expert_id, c
 
 
 def explain(request: MatchRequest, c: Candidate, weights: Weights = DEFAULT) -> tuple[Reason, ...]:
