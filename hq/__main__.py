@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -25,7 +24,7 @@ from gateway.atomic_file import write_atomically
 from gateway.replication import ReplicationError, external_replication_problem, replicate_until_stopped, restore
 from gateway.sdnotify import Health, Notifier, feed_watchdog, watchdog_interval_s
 from gateway.wire import valid_gateway_id
-from hq import accounts, audit, ca, db, revocation
+from hq import accounts, audit, ca, db, heap, revocation
 from hq.app import StartupError, create_app
 from hq.appkeys import FATAL, INGEST, LINK
 from hq.config import HqConfig
@@ -344,8 +343,7 @@ async def serve(config: HqConfig, stop: asyncio.Event | None = None, notifier: N
         log.info("hq listening on http://%s:%s", config.http.host, config.http.port)
         # What start-up made lives as long as the process: out of the collector's sight, a full collection no
         # longer walks it, which took expert matching's p99 from ~50 ms to ~15 ms (bench/matching.py).
-        gc.collect()
-        gc.freeze()
+        heap.settle()
         fatal = app[FATAL]
         fatal.add_done_callback(lambda _: stop.set())
         ingest = app[INGEST]
