@@ -12,10 +12,12 @@ Prints, per database: match_experts_p50_ms, match_experts_p99_ms (target <= 20 m
 CPU time (`_cpu_`: on a shared machine wall-clock tails measure the neighbours as much as the code; with
 PostgreSQL the server's share is not in it), candidates_p99_ms, rank_p99_ms, callables_p99_ms,
 candidates_count; the same with the prefix any_department_, and with unfrozen_heap_ for the department request
-in a process that did not `gc.freeze()` its start-up heap (HQ does: full collections walking it were the tail).
+in a process with Python's default collector settings (HQ freezes its start-up heap and makes young passes rarer,
+`hq.heap.settle`: full collections walking the heap in the middle of requests were the tail).
 Then, with availability rules for everyone, a month of consultations and a year of leave and appointments, at a
 weekday's mid-morning, the same department request with the real callables (scheduling's `available_now`, the
-consultations' `load_today`), which is what a dispatch costs:
+consultations' `load_today`; ranked for the best `offers_per_round`, as `hq.dispatching.rank` does), which is what
+a dispatch costs:
 - after HQ's presence refresher (`hq.presence`) computed everyone's free windows, as it keeps them in a running
   HQ (presence_refresh_10000_ms: what computing all of them costs, in the background):
   real_callables_match_experts_p50_ms / _p99_ms and real_callables_p99_ms;
@@ -41,8 +43,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from bench.databases import load_line, on_each_database
-from hq import db, experts
+from hq import db, experts, heap
 from hq.clock import now_ms
+from hq.config import ConsultationsSection
 from hq.matching import MatchRequest, rank
 from tests.support.directory import Directory, populate_experts
 
@@ -50,6 +53,7 @@ EXPERTS = int(os.environ.get("MATCH_EXPERTS", "10000"))
 ROUNDS = int(os.environ.get("MATCH_ROUNDS", "300"))
 ONLY = os.environ.get("MATCH_ONLY", "")
 TARGET_MS = 20.0
+PER_ROUND = ConsultationsSection().offers_per_round  # the experts a dispatch round offers a consultation to
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -175,7 +179,7 @@ def measure_real(engine: sa.Engine, request: MatchRequest, label: str, at: int, 
     asked = available_now or scheduling.available_now
 
     total, cpu, called = [], [], []
-    for i in range(ROUNDS // 3 + 10):
+    for i in range(ROUNDS + 10):
         spent: list[float] = []
         c0 = time.thread_time()
         t0 = time.perf_counter()
@@ -193,7 +197,7 @@ def measure_real(engine: sa.Engine, request: MatchRequest, label: str, at: int, 
                 return found
 
             candidates = experts.candidates(conn, request, now_ms=at, available_now=available, load_today=load)
-        rank(request, candidates, now_ms=at)
+        rank(request, candidates, now_ms=at, limit=PER_ROUND)  # as a dispatch round does
         if i >= 10:
             total.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)
@@ -254,18 +258,17 @@ def run(url: str, label: str, at_scale: dict[str, float]) -> float:
                 conn.execute(sa.text("ANALYZE"))
         request = MatchRequest(directory.largest_department, frozenset({"heart failure", "arrhythmia"}),
                                language="zh-CN")
-        # As `python -m hq serve` does once it has started: what exists now is out of the collector's sight.
-        gc.collect()
-        gc.freeze()
+        defaults = gc.get_threshold()
+        heap.settle()  # as `python -m hq serve` does once it has started
         measure(engine, directory, request, "", label)
         measure(engine, directory, MatchRequest(None, frozenset({"chest pain"}), language="zh"), "any_department_",
                 label)
         gc.unfreeze()
+        gc.set_threshold(*defaults)
         measure(engine, directory, request, "unfrozen_heap_", label)
         at = mid_morning(now_ms())
         with_schedules(engine, directory, at)
-        gc.collect()
-        gc.freeze()
+        heap.settle()  # as `python -m hq serve` does once it has started
         from hq import scheduling
 
         measure_real(engine, request, label, at, "rules_only_", scheduling.available_now_from_rules)
@@ -273,6 +276,7 @@ def run(url: str, label: str, at_scale: dict[str, float]) -> float:
         real_p99 = measure_real(engine, request, label, at)
         at_scale[label] = callables_at_scale(engine, directory.expert_ids, at, label)
         gc.unfreeze()
+        gc.set_threshold(*defaults)
         return real_p99
     finally:
         engine.dispose()

@@ -103,7 +103,6 @@ expert_presence = sa.Table(
     sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("from_ms", Millis, nullable=False, server_default="0"),
     sa.Column("until_ms", Millis, nullable=False, server_default="0"),
-    sa.Index("ix_expert_presence_until", "until_ms"),
 )
 
 expert_free_windows = sa.Table(

@@ -39,7 +39,6 @@ def upgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("expert_id", name=op.f("pk_expert_presence")),
     )
-    op.create_index("ix_expert_presence_until", "expert_presence", ["until_ms"], unique=False)
     op.create_table(
         "expert_free_windows",
         sa.Column("expert_id", BigId, nullable=False),
@@ -90,5 +89,4 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_presence_stale ON {table}")
             op.execute(f"DROP FUNCTION IF EXISTS {table}_presence_stale()")
     op.drop_table("expert_free_windows")
-    op.drop_index("ix_expert_presence_until", table_name="expert_presence")
     op.drop_table("expert_presence")
