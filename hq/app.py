@@ -54,6 +54,7 @@ from hq.appkeys import (
     HUB,
     INGEST,
     LINK,
+    LIVE_BUS,
     OPENAPI_PATHS,
     RECEIPTS,
     RECORDINGS,
@@ -85,6 +86,7 @@ from hq.fhir import scheduling as fhir_scheduling
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
+from hq.live_bus import LiveBus
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +203,14 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     relay = calls.CallRelay(app[ENGINE], link, config.calls)
     store = recordings.RecordingStore(app[ENGINE], link, config.recordings)
     subscriptions = [*ingest.subscriptions, *relay.subscriptions, *store.subscriptions]
+    bus = LiveBus(app[HUB], link, config.mqtt.client_id) if config.console.share_live else None
+    if bus is not None:
+        subscriptions += bus.subscriptions
+        app[LIVE_BUS] = bus
 
     def receive(message: Message) -> None:
+        if bus is not None and bus.on_message(message):
+            return
         for handle in (ingest.on_message, relay.on_message, store.on_message):  # each takes its own topics
             handle(message)
 
@@ -237,7 +245,10 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
     tasks.append(asyncio.create_task(_request_replays(app[ENGINE], link), name="hq-replay"))
     tasks.append(asyncio.create_task(_keep_revocations(app), name="hq-crl"))
     tasks.append(asyncio.create_task(relay.run(), name="hq-calls"))
+    if bus is not None:
+        tasks.append(asyncio.create_task(bus.run(), name="hq-live-bus"))
     yield
+    app[HUB].forward = None
     for task in tasks:
         task.remove_done_callback(crash_report)  # they end now because HQ stops, not because they crashed
     await relay.close()

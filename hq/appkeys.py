@@ -20,6 +20,7 @@ from hq.downlink import Downlink, Receipts
 from hq.gateway_events import GatewayEvents
 from hq.ingest import Ingest
 from hq.live import LiveHub
+from hq.live_bus import LiveBus
 
 if TYPE_CHECKING:
     from hq.calls import CallRelay
@@ -29,6 +30,8 @@ CONFIG = web.AppKey("config", HqConfig)
 ENGINE = web.AppKey("engine", sa.Engine)
 LINK = web.AppKey("link", MqttLink)
 HUB = web.AppKey("hub", LiveHub)
+# Only when [console] share_live is on: live updates passed between HQ workers.
+LIVE_BUS = web.AppKey("live_bus", LiveBus)
 INGEST = web.AppKey("ingest", Ingest)
 CA_FILES = web.AppKey("ca_files", CaFiles)
 # Only when [mqtt] dynamic_security is on: what has the broker drop and deny revoked gateways.

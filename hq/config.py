@@ -91,6 +91,10 @@ class ConsoleSection:
         "The patient page's trend charts start this many seconds back."))
     ws_queue_max: int = field(default=256, metadata=_doc(
         "Messages queued per WebSocket client; a slower client loses the oldest."))
+    share_live: bool = field(default=False, metadata=_doc(
+        "Pass live updates (readings, gateway changes, notices such as emergency offers) to the other HQ workers "
+        "over MQTT (topic hq/live/<mqtt.client_id>), so that a console connected to any worker sees them: set "
+        "it on every worker when several serve the console. The broker must let HQ use hq/live/#."))
 
     def __post_init__(self) -> None:
         if self.recent_patients_s < 1 or self.trend_window_s < 1 or self.ws_queue_max < 1:

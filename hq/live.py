@@ -2,13 +2,15 @@
 
 Each client has a bounded queue: a slow client loses its oldest messages (counted), memory never grows.
 It does not know about WebSockets or the database: `hq.console.websocket` drains a client into a socket.
+With several HQ workers, `forward` (set by `hq.live_bus`) passes what is published here to the other workers,
+which `deliver` it to their own clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +79,7 @@ class LiveHub:
         self._clients: set[LiveClient] = set()
         self._dropped_gone = 0  # drops of clients that have since disconnected
         self.published = 0
+        self.forward: Callable[[str, dict[str, Any]], None] | None = None  # (op, body) to the other workers
 
     def connect(self, audience: Audience | None = None) -> LiveClient:
         client = LiveClient(self.max_queued_per_client, audience)
@@ -98,12 +101,27 @@ class LiveHub:
 
     @property
     def has_clients(self) -> bool:
-        return bool(self._clients)
+        """Whether anyone may want a message: a client here, or other workers."""
+        return bool(self._clients) or self.forward is not None
+
+    def deliver(self, op: str, body: dict[str, Any]) -> None:
+        """Another worker's message (`hq.live_bus`), to this worker's clients only."""
+        if op == "observations":
+            self._observations(list(body.get("items") or ()))
+        elif op == "gateway":
+            self._gateway(body["gateway"])
+        elif op == "notify":
+            self._notify(body["message"], body.get("user_ids"), body.get("roles"), body.get("clinic_id"))
 
     def publish_observations(self, items: Iterable[dict[str, Any]]) -> None:
         items = list(items)
         if not items:
             return
+        if self.forward is not None:
+            self.forward("observations", {"items": items})
+        self._observations(items)
+
+    def _observations(self, items: list[dict[str, Any]]) -> None:
         self.published += 1
         for client in self._clients:
             audience = client.audience
@@ -115,6 +133,11 @@ class LiveHub:
                 client.offer({"type": "observations", "items": wanted})
 
     def publish_gateway(self, gateway: dict[str, Any]) -> None:
+        if self.forward is not None:
+            self.forward("gateway", {"gateway": gateway})
+        self._gateway(gateway)
+
+    def _gateway(self, gateway: dict[str, Any]) -> None:
         self.published += 1
         for client in self._clients:
             if client.audience.observations and client.audience.clinic_id in (None, gateway["clinic_id"]):
@@ -124,7 +147,15 @@ class LiveHub:
                roles: Iterable[str] | None = None, clinic_id: str | None = None) -> int:
         """A domain event (a dispatch to experts, a booking change) to the clients it concerns: those of
         `user_ids`, or with one of `roles` (admins too), limited to `clinic_id`'s staff and the chain-wide
-        roles when given. Returns how many clients got it."""
+        roles when given. Returns how many clients of this worker got it."""
+        users = None if user_ids is None else list(user_ids)
+        roles = None if roles is None else list(roles)
+        if self.forward is not None:
+            self.forward("notify", {"message": message, "user_ids": users, "roles": roles, "clinic_id": clinic_id})
+        return self._notify(message, users, roles, clinic_id)
+
+    def _notify(self, message: dict[str, Any], user_ids: Iterable[int] | None, roles: Iterable[str] | None,
+                clinic_id: str | None) -> int:
         users = None if user_ids is None else set(user_ids)
         role_set = None if roles is None else {*roles, "admin"}
         sent = 0

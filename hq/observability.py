@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.prometheus import Family, render
 from gateway.replication import Replicator
 from hq import calls, db, queries
-from hq.appkeys import CALLS, ENGINE, EVENTS, HUB, INGEST, LINK, RECORDINGS
+from hq.appkeys import CALLS, ENGINE, EVENTS, HUB, INGEST, LINK, LIVE_BUS, RECORDINGS
 from hq.observation_rollup import ROLLUP_STATS
 from hq.presence import PRESENCE_STATS
 from hq.representations import gateway_json
@@ -85,6 +85,17 @@ async def metrics(request: web.Request) -> web.Response:
                           "Patient records made for device patient ids HQ did not know", rollup.provisional_patients),
             Family.single("hq_rollup_failures_total", "counter", "Rollup transactions that failed (retried)",
                           rollup.failures),
+        ]
+    bus = request.app.get(LIVE_BUS)
+    if bus is not None:
+        families += [
+            Family.single("hq_live_shared_total", "counter", "Live messages passed to the other HQ workers", bus.sent),
+            Family.single("hq_live_received_total", "counter", "Live messages from the other HQ workers delivered",
+                          bus.received),
+            Family.single("hq_live_share_dropped_total", "counter",
+                          "Live messages not passed to the other workers (broker away or queue full)", bus.dropped),
+            Family.single("hq_live_rejected_total", "counter", "Malformed live messages from other workers",
+                          bus.rejected),
         ]
     presence = request.app.get(PRESENCE_STATS)
     if presence is not None:

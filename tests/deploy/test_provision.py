@@ -364,7 +364,8 @@ def test_the_hq_role_converges_and_a_second_run_changes_nothing(hq: Provisioned)
         assert re.search(rf"^{re.escape(line)}$", conf, re.M), line
     assert len(re.findall(r"^listener ", conf, re.M)) == 1 and "password_file" not in conf
     acl = (root / "etc/mosquitto/clinic.acl").read_text()
-    assert "user hq-1\ntopic readwrite clinic/#" in acl and "pattern readwrite clinic/%u/#" in acl
+    assert "user hq-1\ntopic readwrite clinic/#\ntopic readwrite hq/live/#" in acl
+    assert "pattern readwrite clinic/%u/#" in acl
     dynsec = json.loads((root / "var/lib/mosquitto/dynamic-security.json").read_text())
     assert dynsec == dynsec_config(("hq-1",))  # the test broker's, which the integration tests prove
     assert not (root / "etc/mosquitto/conf.d/clinic.conf").exists()

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import wire
 from gateway.mqttlink import LinkSettings, Message, MqttLink, NotConnected, PublishRefused, TlsSettings
-from hq import ca
+from hq import ca, live_bus
 from hq.broker_control import DynsecControl
 from tests.support.mosquitto import BrokerTls, ClientIdentity, Mosquitto, probe_connect
 
@@ -96,6 +96,23 @@ async def test_a_gateway_subscribed_to_another_clinic_receives_nothing(secure_br
     assert b.topics() == [wire.ack_topic("gw-b")]
     assert hq.topics() == [wire.data_topic("gw-b")]
     assert set(a.topics()) == {wire.ack_topic("gw-a")}  # (once per overlapping subscription)
+
+
+async def test_the_hq_workers_live_topic_is_theirs_alone(secure_broker: Mosquitto) -> None:
+    """Live updates between HQ workers carry patient data: HQ's identities use hq/live/#, a gateway can
+    neither publish there nor read it."""
+    hq1 = Client(secure_broker, secure_broker.issue_client("hq-1"), "hq-1", [live_bus.SUBSCRIPTION])
+    gw = Client(secure_broker, secure_broker.issue_client("gw-a"), "gw-a", [live_bus.SUBSCRIPTION, "hq/#"])
+    async with connected(hq1, gw):
+        await hq1.link.publish(live_bus.TOPIC_PREFIX + "hq-1", b"readings", qos=1)
+        with pytest.raises(PublishRefused) as refused:
+            await gw.link.publish(live_bus.TOPIC_PREFIX + "hq-2", b"forged notice", qos=1)
+        assert refused.value.reason.value == NOT_AUTHORISED
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not hq1.received:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+    assert hq1.topics() == [live_bus.TOPIC_PREFIX + "hq-1"] and gw.topics() == []
 
 
 def test_certificates_the_broker_refuses(secure_broker: Mosquitto, tmp_path: Path) -> None:

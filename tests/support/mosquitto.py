@@ -54,8 +54,10 @@ class ClientIdentity:
 
 
 def acl_text(hq_identities: tuple[str, ...]) -> str:
-    """The ACL file: HQ's identities read and write every clinic's topics, a gateway only its own prefix."""
-    users = "".join(f"user {name}\ntopic readwrite clinic/#\n\n" for name in hq_identities)
+    """The ACL file: HQ's identities read and write every clinic's topics and HQ's own (the workers' live
+    updates, `hq.live_bus`), a gateway only its own prefix."""
+    users = "".join(f"user {name}\ntopic readwrite clinic/#\ntopic readwrite hq/live/#\n\n"
+                    for name in hq_identities)
     return f"{users}pattern readwrite clinic/%u/#\n"
 
 

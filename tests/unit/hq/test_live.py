@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
+from hq import live_bus
 from hq.console.websocket import SubscriptionError, parse_subscription
 from hq.live import LiveHub, Subscription
 
@@ -89,3 +91,30 @@ async def test_notify_reaches_the_users_roles_and_clinic_it_names() -> None:
     assert hub.notify({"type": "booked"}, roles=["clinic_staff"], clinic_id="c1") == 2  # the staff and the admin
     assert staff_c1.pending() == 1 and staff_c2.pending() == 0 and admin.pending() == 1
     assert [c.audience.user_id for c in hub.disconnect_user(2)] == [2]
+
+
+# ---- between workers (hq.live_bus) ------------------------------------------------------------
+def test_a_hub_forwards_what_it_publishes_and_delivers_without_forwarding_again() -> None:
+    sent: list[tuple[str, dict[str, object]]] = []
+    hub = LiveHub()
+    hub.forward = lambda op, body: sent.append((op, body))
+    client = hub.connect()
+    hub.publish_observations([item("P1")])
+    hub.publish_gateway({"gateway_id": "gw-1", "clinic_id": "c1"})
+    hub.notify({"type": "x"}, user_ids=iter([7]), roles=None)
+    assert [op for op, _ in sent] == ["observations", "gateway", "notify"]
+    assert sent[2][1] == {"message": {"type": "x"}, "user_ids": [7], "roles": None, "clinic_id": None}
+    assert client.pending() == 2  # the notice was for user 7, not this anonymous client
+    for op, body in sent:
+        hub.deliver(op, body)
+    assert len(sent) == 3, "delivered messages are not forwarded again"
+    assert client.pending() == 4
+
+
+def test_live_messages_round_trip_and_bad_ones_are_named() -> None:
+    payload = live_bus.encode("hq-a", "notify", {"message": {"type": "x"}, "roles": ("expert",)})
+    assert live_bus.decode(payload) == ("hq-a", "notify", {"message": {"type": "x"}, "roles": ["expert"]})
+    for bad, message in ((b"\xff", "not JSON"), (b"[]", "v=1"), (b'{"v": 2}', "v=1"),
+                         (b'{"v": 1, "origin": "a", "op": "drop", "body": {}}', "op (one of")):
+        with pytest.raises(live_bus.BusError, match=re.escape(message)):
+            live_bus.decode(bad)
