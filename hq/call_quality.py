@@ -1,7 +1,8 @@
 """When a call's quality is bad enough to alert: rules over one stream's figures, with hysteresis. Pure, no I/O.
 
-An alert opens when a figure crosses its threshold and closes when it is back under `CLEAR_RATIO` of it, so
-a figure hovering at the threshold does not flap. `hq.calls` stores the samples and the alerts.
+An alert opens when a figure crosses its threshold and closes when it is back under `CLEAR_RATIO` of it (a
+frame rate: back over `FPS_CLEAR_RATIO` times its floor), so a figure hovering at the threshold does not flap.
+`hq.calls` stores the samples and the alerts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 from gateway.wire import PeerQuality, StreamDirection, StreamQuality
 
 CLEAR_RATIO = 0.6
+# Not 1 / CLEAR_RATIO: with an 8 fps floor that would ask 13.3 fps of a 15 fps camera before a frozen picture's
+# alert closes, which a camera that is fine again but drops a frame or two per interval never reaches.
+FPS_CLEAR_RATIO = 1.25
 
 
 class AlertKind(enum.StrEnum):
@@ -62,7 +66,7 @@ def findings(peer: PeerQuality, limits: Thresholds, *, clearing: bool = False) -
         if s.jitter_ms is not None and s.jitter_ms > limits.jitter_ms * scale:
             out.append(Finding(s.stream, AlertKind.JITTER, s.jitter_ms, limits.jitter_ms))
         if s.fps is not None and _expects_video(s) and s.source is not None:
-            floor = limits.min_fps / scale if clearing else limits.min_fps
+            floor = limits.min_fps * FPS_CLEAR_RATIO if clearing else limits.min_fps
             if s.fps < floor:
                 out.append(Finding(s.stream, AlertKind.LOW_FPS, s.fps, limits.min_fps))
     return out

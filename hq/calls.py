@@ -153,6 +153,9 @@ class CallRelay:
         self._spawn(self._store_quality(gateway_id, quality))
 
     async def _store_quality(self, gateway_id: str, quality: wire.CallQuality) -> None:
+        # Live figures first: they need no database, and a busy database must not hold them back.
+        self.broadcast(quality.consultation_id, {"type": "quality", **quality_json(quality)})
+
         def store() -> call_store.QualityResult:
             with self.engine.begin() as conn:
                 return call_store.store_quality(conn, gateway_id, quality, self.limits, now_ms())
@@ -166,7 +169,6 @@ class CallRelay:
         for alert in result.opened:
             log.warning("call %s: %s alert for %s %s (%.1f, threshold %.1f)", quality.consultation_id, alert["kind"],
                         alert["peer_id"], alert["stream"] or "connection", alert["value"], alert["threshold"])
-        self.broadcast(quality.consultation_id, {"type": "quality", **quality_json(quality)})
         if result.opened or result.closed:
             self.broadcast(quality.consultation_id, {"type": "alerts", "opened": [alert_json(a) for a in result.opened],
                                                      "closed": [alert_json(a) for a in result.closed]})

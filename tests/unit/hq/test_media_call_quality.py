@@ -35,6 +35,12 @@ def test_a_frozen_picture_alerts_but_video_switched_off_for_a_weak_link_does_not
     assert changes(peer(video(fps=0.0, source=None)), [], LIMITS) == ([], [])
 
 
+def test_a_frozen_picture_alert_closes_once_the_rate_is_a_quarter_over_the_floor() -> None:
+    is_open = [("camera-0", AlertKind.LOW_FPS)]
+    assert changes(peer(video(fps=9.0)), is_open, LIMITS) == ([], [])  # over 8, not yet over 10: stays open
+    assert changes(peer(video(fps=12.0)), is_open, LIMITS) == ([], [("camera-0", AlertKind.LOW_FPS)])
+
+
 def test_rtt_and_jitter_and_a_dropped_connection() -> None:
     audio = StreamQuality("clinic-audio", "audio", StreamDirection.OUT, rtt_ms=650.0, jitter_ms=80.0, loss_pct=0.0)
     kinds = sorted(str(f.kind) for f in changes(peer(audio), [], LIMITS)[0])
