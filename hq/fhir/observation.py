@@ -24,6 +24,7 @@ from hq.appkeys import ENGINE
 from hq.auth import Actor, require
 from hq.console.html import metric_label, unit_label
 from hq.fhir import common
+from hq.fhir.common import SearchError
 from hq.models import gateways, observation_rollups, observations, patient_identifiers
 
 routes = web.RouteTableDef()
@@ -56,8 +57,6 @@ PARAMS = ("_id", "patient", "subject", "code", "date", "_count")
 DATE_PREFIXES = ("ge", "gt", "le", "lt", "eq")
 
 
-class SearchError(ValueError):
-    """A search parameter is not understood; the message names it and what was expected."""
 
 
 # ---- ids and the resource (pure) ----------------------------------------------------------------
@@ -238,9 +237,7 @@ def _bad(message: str) -> web.Response:
 async def search_observations(request: web.Request) -> web.Response:
     actor = await require(request)
     try:
-        for name in request.query:
-            if name not in PARAMS:
-                raise SearchError(f"unknown search parameter {name!r}; this server supports {', '.join(PARAMS)}")
+        common.check_params(request.query, PARAMS)
         if "_id" in request.query:
             found = await asyncio.to_thread(_read, request.app[ENGINE], actor, request.query["_id"])
             return common.fhir_response(common.searchset([found] if found else [], common.base_url(request)))
@@ -251,13 +248,11 @@ async def search_observations(request: web.Request) -> web.Response:
                               "per patient")
         metrics = _metrics_of(request.query["code"]) if request.query.get("code") else None
         since, until = date_range(request.query.getall("date", []))
-        count_text = request.query.get("_count", "100").strip()
-        if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_RESULTS:
-            raise SearchError(f"_count {count_text!r}: expected a whole number from 1 to {MAX_RESULTS}")
+        count = common.search_count(request.query, MAX_RESULTS)
     except SearchError as exc:
         return _bad(str(exc))
     found_rows = await asyncio.to_thread(_search, request.app[ENGINE], actor, int(subject), metrics, since, until,
-                                         int(count_text))
+                                         count)
     if found_rows is None:
         return common.not_found("Patient", subject)
     return common.fhir_response(common.searchset(found_rows, common.base_url(request)))

@@ -23,6 +23,7 @@ from hq.appkeys import ENGINE
 from hq.auth import Actor, Role, require
 from hq.clock import now_ms
 from hq.fhir import common
+from hq.fhir.common import SearchError
 from hq.models import appointments, departments, experts
 
 routes = web.RouteTableDef()
@@ -41,10 +42,6 @@ PARTICIPANT_STATUS = {"booked": "accepted", "pending_approval": "tentative", "re
                       "cancelled": "declined"}
 _SLOT_ID = re.compile(r"(\d+)-(\d+)-(\d+)")
 _PREFIXES = ("ge", "gt", "le", "lt", "eq")
-
-
-class SearchError(ValueError):
-    """A search parameter is not understood; the message names it."""
 
 
 # ---- resources (pure) ---------------------------------------------------------------------------
@@ -258,18 +255,12 @@ def _bad(message: str) -> web.Response:
     return common.fhir_response(common.operation_outcome("error", "invalid", message), 400)
 
 
-def _check_params(request: web.Request, allowed: Sequence[str]) -> None:
-    for name in request.query:
-        if name not in allowed:
-            raise SearchError(f"unknown search parameter {name!r}; this server supports {', '.join(allowed)}")
-
-
 # ---- handlers ---------------------------------------------------------------------------------
 @routes.get("/api/v1/fhir/Schedule")
 async def search_schedules(request: web.Request) -> web.Response:
     await require(request, *ANYONE)
     try:
-        _check_params(request, ("actor", "_id"))
+        common.check_params(request.query, ("actor", "_id"))
         ids = [_reference_id(v, "Practitioner", "actor") for v in request.query.getall("actor", [])]
         ids += [_reference_id(v, "Schedule", "_id") for v in request.query.getall("_id", [])]
     except SearchError as exc:
@@ -291,7 +282,7 @@ async def read_schedule(request: web.Request) -> web.Response:
 async def search_slots(request: web.Request) -> web.Response:
     await require(request, *ANYONE)
     try:
-        _check_params(request, ("schedule", "start", "status"))
+        common.check_params(request.query, ("schedule", "start", "status"))
         schedule = request.query.get("schedule")
         if schedule is None:
             raise SearchError("schedule is required (schedule=Schedule/ID): slots are computed per expert")
@@ -329,7 +320,7 @@ async def search_appointments(request: web.Request) -> web.Response:
     actor = await require(request, *ANYONE)
     q = request.query
     try:
-        _check_params(request, ("practitioner", "patient", "date", "status", "_count"))
+        common.check_params(request.query, ("practitioner", "patient", "date", "status", "_count"))
         expert = q.get("practitioner")
         patient = q.get("patient")
         lo, hi = date_bounds(q.getall("date", []), "date")
