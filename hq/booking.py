@@ -10,7 +10,7 @@ back whole. Synchronous functions over a connection; `hq.console.schedule` holds
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -280,14 +280,41 @@ def _create_consultation(conn: sa.Connection, row: dict[str, Any], actor: Actor,
     return public_id
 
 
-def _cancel_consultation(conn: sa.Connection, consultation_id: int | None, reason: str | None, now: int) -> None:
-    # TODO(consult): a hq.consultations function for this once there is one; until then the status and
-    # cancellation columns are set as `hq.consultations` documents them (scheduled -> cancelled).
-    if consultation_id is None:
+def _cancel_consultation(conn: sa.Connection, actor: Actor, change: Change, reason: str | None,
+                         now: int) -> None:
+    """The appointment's scheduled consultation cancelled with it (the appointment cancelled from the schedule):
+    audited as a consultation cancel, and the consoles watching the consultation told with the change."""
+    from hq import dispatching  # here: dispatching imports the consultations module, which imports this one
+
+    appointment = change.appointment
+    if appointment["consultation_id"] is None:
         return
     c = consultations_table
-    conn.execute(c.update().where(c.c.id == consultation_id, c.c.status == str(consultations.Status.SCHEDULED))
-                 .values(status=str(consultations.Status.CANCELLED), cancelled_ms=now, cancel_reason=reason))
+    why = reason or "no reason given"
+    cancelled = conn.execute(
+        c.update().where(c.c.id == appointment["consultation_id"], c.c.status == str(consultations.Status.SCHEDULED))
+        .values(status=str(consultations.Status.CANCELLED), cancelled_ms=now, cancel_reason=why)
+        .returning(*c.c)).mappings().first()
+    if cancelled is None:
+        return  # already under way or over: the appointment's cancel leaves it alone
+    audit.record(conn, actor, "consultation.cancel", "consultation", cancelled["public_id"],
+                 clinic_id=cancelled["clinic_id"], detail={"reason": why, "appointment_id": appointment["id"]})
+    dispatching.notify_watchers(conn, dict(cancelled), _Telling(change), now)
+
+
+class _Telling:
+    """`hq.after_commit.Effects` over a `Change`: what the consultation rules notify joins the change's live
+    messages (the appointment's notices already wake the downlink)."""
+
+    downlink_queued = False
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+
+    def notify(self, message: dict[str, Any], *, user_ids: Iterable[int] | None = None,
+               roles: Iterable[str] | None = None, clinic_id: str | None = None) -> None:
+        self.change.tell(message, user_ids=None if user_ids is None else tuple(user_ids),
+                         roles=None if roles is None else tuple(roles), clinic_id=clinic_id)
 
 
 def local_text(ms: int, zone_name: str) -> str:
@@ -479,7 +506,7 @@ def cancel(conn: sa.Connection, actor: Actor, appointment_id: int, *, now: int, 
     _may_change(actor, row, expert_too=True)
     text = _clean_reason(reason)
     change = _cancel(conn, actor, row, now=now, text=text)
-    _cancel_consultation(conn, row["consultation_id"], text, now)
+    _cancel_consultation(conn, actor, change, text, now)
     return change
 
 

@@ -290,7 +290,15 @@ def test_cancelling_frees_the_time_and_tells_the_clinic(world: World) -> None:
     change = world.run(booking.cancel, world.actor("wang"), first["id"], now=NOW, reason="Called to theatre")
     assert change.appointment["status"] == "cancelled" and change.appointment["cancel_reason"] == "Called to theatre"
     assert claims(world) == []
-    assert world.rows(sa.select(consultations.c.status))[0]["status"] == "cancelled"
+    [consultation] = world.rows(sa.select(consultations))
+    assert (consultation["status"], consultation["cancel_reason"]) == ("cancelled", "Called to theatre")
+    # The consultation's cancel is audited and its watchers told, as when it is cancelled from its own page.
+    entries = world.rows(sa.select(audit_log.c.action, audit_log.c.actor, audit_log.c.target_id, audit_log.c.detail)
+                         .where(audit_log.c.action == "consultation.cancel"))
+    assert [(e["target_id"], e["detail"]) for e in entries] == [
+        (consultation["public_id"], {"reason": "Called to theatre", "appointment_id": first["id"]})]
+    updates = [m for m, _, _, _ in change.live if m["type"] == "consultation.update"]
+    assert updates and all(m["consultation"]["status"] == "cancelled" for m in updates)
     assert [k for k, _ in notices(world)] == ["appointment.confirmed", "appointment.cancelled"]
     with pytest.raises(WrongState, match="nothing to cancel"):
         world.run(booking.cancel, world.actor("nurse-a"), first["id"], now=NOW)
