@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HORIZON_MS = 24 * 3_600_000  # how far ahead a refresh computes an expert's windows
 RENEW_MS = 12 * 3_600_000  # rows whose range ends sooner than this are computed again
+SPREAD_MS = 6 * 3_600_000  # ranges end up to this much sooner, differently per expert (see `expires`)
 BATCH = 500  # experts per transaction (the refresher holds their presence rows meanwhile)
 
 
@@ -48,6 +49,13 @@ def add_missing_rows(conn: sa.Connection) -> int:
     # SQLite parses ON CONFLICT after INSERT ... SELECT only when the SELECT has a WHERE clause: it has.
     insert = store.dialect_insert(conn)(p).from_select(["expert_id"], missing).on_conflict_do_nothing()
     return int(conn.execute(insert).rowcount or 0)
+
+
+def expires(expert_id: int, computed_ms: int) -> int:
+    """When windows computed at `computed_ms` stop being used: HORIZON_MS later, less a fixed share of
+    SPREAD_MS per expert. Computed together at HQ's first start, the directory's windows are then renewed over
+    six hours instead of all at the same minute twelve hours on."""
+    return computed_ms + HORIZON_MS - (expert_id * 2_654_435_761) % SPREAD_MS
 
 
 def due(conn: sa.Connection, now: int, limit: int = BATCH) -> list[tuple[int, int]]:
@@ -76,11 +84,11 @@ def write(conn: sa.Connection, generations: list[tuple[int, int]], windows: dict
     if rows:
         conn.execute(w.insert(), rows)
     conn.execute(p.update().where(p.c.expert_id == sa.bindparam("id"), p.c.generation == sa.bindparam("seen"))
-                 .values(from_ms=now, until_ms=now + HORIZON_MS),
-                 [{"id": i, "seen": g} for i, g in generations])
+                 .values(from_ms=now, until_ms=sa.bindparam("until")),
+                 [{"id": i, "seen": g, "until": expires(i, now)} for i, g in generations])
     # executemany reports no per-row counts: count what this transaction made fresh.
     return int(conn.execute(sa.select(sa.func.count()).where(
-        p.c.expert_id.in_(ids), p.c.from_ms == now, p.c.until_ms == now + HORIZON_MS)).scalar_one())
+        p.c.expert_id.in_(ids), p.c.from_ms == now, p.c.until_ms > now)).scalar_one())
 
 
 def refresh(engine: sa.Engine, now: int, stats: PresenceStats | None = None, *, max_batches: int = 100) -> int:

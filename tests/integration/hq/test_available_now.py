@@ -267,7 +267,7 @@ def test_every_change_to_what_windows_come_from_makes_them_stale_in_its_transact
             # Inside the changing transaction already: nobody can read the old windows as fresh after it commits.
             assert conn.execute(sa.select(expert_presence.c.until_ms).where(
                 expert_presence.c.expert_id == ids[name])).scalar_one() == (0 if name != "reminded" else
-                                                                            monday_10 + presence.HORIZON_MS)
+                                                                            presence.expires(ids[name], monday_10))
     assert {n for n, i in ids.items() if fresh(engine, i, monday_10)} == {"reminded", "untouched"}
     expected = {ids[n] for n in ("cancelled", "untouched")}
     with engine.connect() as conn:
@@ -316,6 +316,17 @@ def test_windows_are_renewed_before_they_run_out_and_new_experts_get_theirs(engi
     with engine.begin() as conn:
         second = expert(conn, "Dr Second", dept, "Europe/Berlin")
     assert presence.refresh(engine, monday_10 + 3_600_000) == 1  # the new expert only
-    later = monday_10 + presence.HORIZON_MS - presence.RENEW_MS + 1
-    assert presence.refresh(engine, later) == 1  # the first expert's run out soon: renewed
+    # Each expert's windows are renewed once fewer than RENEW_MS of them are left, and not before.
+    for made, computed in ((first, monday_10), (second, monday_10 + 3_600_000)):
+        renewal = presence.expires(made, computed) - presence.RENEW_MS + 1
+        assert presence.HORIZON_MS - presence.SPREAD_MS < presence.expires(made, computed) - computed \
+            <= presence.HORIZON_MS
+        assert fresh(engine, made, renewal)
+        with engine.connect() as conn:
+            assert made not in {i for i, _ in presence.due(conn, renewal - 2)}
+            assert made in {i for i, _ in presence.due(conn, renewal)}
+    later = max(presence.expires(first, monday_10), presence.expires(second, monday_10 + 3_600_000)) \
+        - presence.RENEW_MS + 1
+    assert presence.refresh(engine, later) == 2
     assert fresh(engine, first, later + presence.RENEW_MS) and fresh(engine, second, later)
+
