@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ async def wait_decoding(page: Any, mid: str, frames: int, getter: str, timeout_s
     raise AssertionError(f"m-line {mid} decoded fewer than {frames} frames in {timeout_s} s: {stats}")
 
 
+async def quality_trail(stack: Stack, page: Any) -> str:
+    """Where the call's quality figures stopped: sent by the gateway, stored by HQ, shown on the page."""
+    def gateway_reports() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.gateway_http_ports[GATEWAY]}/metrics", timeout=5) as r:
+            lines = [line for line in r.read().decode().splitlines() if line.startswith("gateway_call_quality")]
+        return "; ".join(lines) or "no gateway_call_quality figures"
+
+    summary = await asyncio.to_thread(stack.hq_get, f"/api/v1/consultations/{CONSULTATION}/call")
+    return (f"gateway: {await asyncio.to_thread(gateway_reports)}; HQ's latest samples: {summary.get('quality')}; "
+            f"page: {await page.inner_html('#quality')}")
+
+
 async def test_the_console_call_page_decodes_the_gateways_h264_camera(stack: Stack) -> None:
     await asyncio.to_thread(accounts.add_user, stack.db_url, "coord", "coordinator", display_name="Dr Coordinator")
     async with chromium() as browser:
@@ -128,8 +141,12 @@ async def test_the_console_call_page_decodes_the_gateways_h264_camera(stack: Sta
         # runs the first ones took over 30 s to show while HQ sent them only after storing them (the suspected
         # cause: it now sends them first); within 60 s, then.
         fps_cell = '#quality tr[data-stream="camera-0"] td[data-figure="fps"]'
-        await page.wait_for_function(f"""() => {{ const c = document.querySelector('{fps_cell}');
-                                        return c && parseFloat(c.textContent) > 5; }}""", timeout=60_000)
+        try:
+            await page.wait_for_function(f"""() => {{ const c = document.querySelector('{fps_cell}');
+                                            return c && parseFloat(c.textContent) > 5; }}""", timeout=60_000)
+        except Exception as exc:
+            trail = await quality_trail(stack, page)
+            raise AssertionError(f"no camera-0 frame rate on the page within 60 s; {trail}") from exc
         caption = page.locator('[data-slot="camera-0"] figcaption')
         await caption.filter(has_text="Room camera").wait_for(timeout=10_000)
         # The browser says its network changed: the page dials again as the same participant (no re-join).
